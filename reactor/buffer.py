@@ -1,0 +1,207 @@
+"""ByteBuffer: the FIFO of bytes used for both directions of a connection.
+
+Owns: a deque of chunks and their total length. Does not own a socket, and knows nothing of
+framing: protocols decide where a message ends (see ``protocols/line.py``).
+
+Why chunks instead of one ``bytearray``: ``recv()`` hands us a fresh ``bytes`` object anyway.
+Appending it to a ``bytearray`` copies it once, and taking it out again copies it a second time;
+at 100 KiB messages that doubles the CPU per round trip (measured, DESIGN.md). So the buffer keeps
+the objects as they arrived and copies only when an operation spans chunk boundaries::
+
+    head                                                            tail
+    +------------------+----------------------------+-------------+
+    | chunk 0 (a view  |  chunk 1                   |  chunk 2    |   <- append() adds here
+    |  after consume)  |                            |             |
+    +------------------+----------------------------+-------------+
+    ^ take()/consume() remove from here
+
+Invariant: ``len(self) == sum(len(chunk) for chunk in chunks)`` and no chunk is empty.
+
+``take()`` of exactly one whole ``bytes`` chunk returns that very object (no copy). A partial
+``consume()`` of the head chunk replaces it with a ``memoryview`` of the rest, again without
+copying; the send path hands those views straight to ``sendmsg()``.
+
+Many tiny appends (a peer trickling one byte per segment) would make a long list of tiny chunks
+that every ``find()`` walks. So a small append is merged into a small tail chunk: the copy is
+bounded by ``MERGE_LIMIT_BYTES`` per append, and a 64 KiB line arriving a byte at a time ends up in
+about 64 chunks instead of 65,536.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+
+Chunk = bytes | memoryview
+
+#: Appends this small are merged into an equally small tail chunk (see the module docstring).
+MERGE_LIMIT_BYTES = 1024
+
+
+class ByteBuffer:
+    """A FIFO of bytes: append at the tail; peek, find, take or consume at the head."""
+
+    __slots__ = ("_chunks", "_length")
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._chunks: deque[Chunk] = deque()
+        self._length = 0
+        if data:
+            self.append(data)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bool__(self) -> bool:
+        return self._length != 0
+
+    def __repr__(self) -> str:
+        return f"<ByteBuffer {self._length} bytes in {len(self._chunks)} chunks>"
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Add ``data`` at the tail.
+
+        ``bytes`` is kept as the very object. Mutable input (``bytearray``, ``memoryview``) is
+        copied, because the caller may change it after we return. Anything that is not bytes-like
+        (a ``str``, or a ``ByteBuffer`` passed by mistake) raises ``TypeError`` here, at once.
+        """
+        if type(data) is not bytes:
+            data = bytes(memoryview(data))
+        size = len(data)
+        if not size:
+            return
+        chunks = self._chunks
+        if size < MERGE_LIMIT_BYTES and chunks and len(chunks[-1]) < MERGE_LIMIT_BYTES:
+            chunks[-1] = bytes(chunks[-1]) + data
+        else:
+            chunks.append(data)
+        self._length += size
+
+    def append_unsent(self, data: bytes | bytearray | memoryview, sent: int) -> None:
+        """Queue ``data[sent:]``, what a partial ``send()`` left over.
+
+        Immutable ``bytes`` is kept as a view of the caller's object (no copy of a 100 KiB
+        tail); anything mutable is copied, as in ``append``.
+        """
+        if type(data) is bytes:
+            if sent < len(data):
+                self._chunks.append(memoryview(data)[sent:] if sent else data)
+                self._length += len(data) - sent
+        else:
+            self.append(memoryview(data)[sent:])
+
+    def peek(self, size: int | None = None) -> bytes:
+        """Return up to ``size`` bytes from the head (all when ``None``) without removing them."""
+        if size is None or size > self._length:
+            size = self._length
+        if size <= 0:
+            return b""
+        first = self._chunks[0]
+        if len(first) >= size:
+            return first if (type(first) is bytes and len(first) == size) else bytes(first[:size])
+        return self._join(size)
+
+    def take(self, size: int | None = None) -> bytes:
+        """Remove and return up to ``size`` bytes from the head (all when ``None``)."""
+        if size is None or size > self._length:
+            size = self._length
+        if size <= 0:
+            return b""
+        first = self._chunks[0]
+        if len(first) == size:
+            self._chunks.popleft()
+            self._length -= size
+            return first if type(first) is bytes else bytes(first)
+        data = self.peek(size)
+        self.consume(size)
+        return data
+
+    def consume(self, size: int) -> None:
+        """Drop ``size`` bytes from the head (what ``send()`` accepted, or input to discard)."""
+        if size >= self._length:
+            self.clear()
+            return
+        chunks = self._chunks
+        self._length -= size
+        while size:
+            first = chunks[0]
+            if len(first) <= size:
+                chunks.popleft()
+                size -= len(first)
+            else:
+                # A view of the rest: the partial-send case, where copying the unsent tail of
+                # a 100 KiB chunk on every short send() would be quadratic.
+                chunks[0] = memoryview(first)[size:]
+                size = 0
+
+    def clear(self) -> None:
+        """Drop everything (``abort()`` discards the send queue this way)."""
+        self._chunks.clear()
+        self._length = 0
+
+    def find(self, needle: bytes, start: int = 0) -> int:
+        """Return the offset of the first ``needle`` at or after ``start``, or -1.
+
+        Walks the chunks without joining them. A needle that straddles a chunk boundary is
+        found by also searching the few bytes around each boundary. Callers that wait for a
+        delimiter pass ``start`` to skip bytes they have already searched (see LineProtocol).
+        """
+        if not needle:
+            raise ValueError("cannot search for an empty delimiter")
+        if start >= self._length:
+            return -1
+        overlap = len(needle) - 1
+        offset = 0
+        previous_tail = b""
+        for chunk in self._chunks:
+            chunk_length = len(chunk)
+            chunk_end = offset + chunk_length
+            if chunk_end <= start:
+                offset = chunk_end
+                if overlap:
+                    previous_tail = (previous_tail + bytes(chunk[-overlap:]))[-overlap:]
+                continue
+            if overlap and previous_tail:
+                seam = previous_tail + bytes(chunk[:overlap])
+                seam_start = offset - len(previous_tail)
+                at = seam.find(needle, max(0, start - seam_start))
+                if at != -1:
+                    return seam_start + at
+            # bytes.find and memoryview don't mix, so search a view's bytes (rare: only a send
+            # queue holds views, and only its head).
+            haystack = chunk if type(chunk) is bytes else bytes(chunk)
+            at = haystack.find(needle, max(0, start - offset))
+            if at != -1:
+                return offset + at
+            if overlap:
+                previous_tail = (previous_tail + haystack[-overlap:])[-overlap:]
+            offset = chunk_end
+        return -1
+
+    def take_line(self, delimiter: bytes = b"\n", start: int = 0) -> bytes | None:
+        """Remove and return the bytes before the next ``delimiter``, or ``None`` if there is no
+        complete line yet. The delimiter itself is removed and not returned."""
+        end = self.find(delimiter, start)
+        if end == -1:
+            return None
+        line = self.take(end)
+        self.consume(len(delimiter))
+        return line
+
+    def head_chunks(self, limit: int) -> list[Chunk]:
+        """The first ``limit`` chunks as a list: the iovec a vectored ``sendmsg()`` takes."""
+        if len(self._chunks) <= limit:
+            return list(self._chunks)
+        return list(islice(self._chunks, limit))
+
+    def _join(self, size: int) -> bytes:
+        """Copy the first ``size`` bytes into one object: the only place chunks are joined."""
+        parts: list[Chunk] = []
+        remaining = size
+        for chunk in self._chunks:
+            if len(chunk) >= remaining:
+                parts.append(chunk[:remaining])
+                break
+            parts.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(parts)

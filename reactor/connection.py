@@ -1,0 +1,543 @@
+"""Connection: one connected stream socket, its two buffers, and its state.
+
+Owns the socket, the receive buffer, the send buffer and the state. Does not own the protocol's
+logic (that is the protocol's) nor the accept or connect that made it (listener, connector).
+Users never construct one: they get it in ``protocol.connection_made(transport)``.
+
+Facts the code below depends on
+-------------------------------
+* ``recv()`` on a non-blocking socket returns what the kernel's receive buffer holds, up to the size
+  asked: one call may hold half a message or ten. Framing is the protocol's job.
+* ``recv()`` returning ``b""`` is the peer's FIN: it will send nothing more, though it may still
+  read. That is a *half-close*; we tell the protocol with ``eof_received()``.
+* ``send()`` copies into the kernel's send buffer and may take only part of what we give it (a
+  *partial write*), or raise EAGAIN when the buffer is full because the peer reads slowly. We then
+  queue the unsent tail and register for writability: only while the queue is non-empty, since a
+  level-triggered selector reports a writable socket on every pass.
+* ``shutdown(SHUT_WR)`` sends FIN after everything already in the kernel's send buffer: the
+  peer reads all our data, then EOF. ``close()`` does the same, unless...
+* ...closing a socket whose receive buffer still holds unread bytes makes the kernel send RST
+  instead of FIN (RFC 2525, 2.17), and an RST can destroy our last reply in the peer's kernel
+  before the peer reads it. So a close we start waits for the peer's FIN, reading and discarding
+  for at most ``CLOSE_LINGER_SECONDS`` (Apache and nginx call this a lingering close).
+* ``abort()`` sets ``SO_LINGER`` to zero, which makes ``close()`` send RST at once and drop the
+  queue: the peer's next ``recv()`` fails with ECONNRESET.
+* EPIPE/ECONNRESET on ``send()`` mean the peer reset the connection: unsent data is lost.
+
+States (one ``_set_state`` checks every move against ``ALLOWED_TRANSITIONS``)::
+
+    CONNECTING -> OPEN                  connection_made
+    OPEN -> HALF_CLOSED                 peer FIN, eof_received() returned true: we may still write
+    OPEN -> CLOSING                     close(), or peer FIN and eof_received() returned false
+    OPEN -> WRITE_SHUT                  write_eof(): FIN once the queue drains; we still read
+    HALF_CLOSED | WRITE_SHUT -> CLOSING close(), or the other direction ends too
+    CLOSING -> CLOSED                   queue flushed (and peer FIN seen or linger timed out)
+    any -> CLOSED                       abort(), peer reset, fatal error, exception in a hook
+
+Read next: ``reactor/listener.py`` and ``reactor/connector.py``, which create connections.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+import struct
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable
+
+from reactor.address import SocketAddress, format_address
+from reactor.buffer import ByteBuffer
+from reactor.errors import ErrorKind, classify, describe
+from reactor.loop import report_callback_error
+
+if TYPE_CHECKING:
+    from reactor.loop import Reactor
+    from reactor.protocol import Protocol
+    from reactor.timers import Timer
+
+log = logging.getLogger("reactor.connection")
+
+#: One ``recv()`` asks for at most this much. Larger reads into fresh ``bytes`` can make glibc
+#: return memory to the OS and fault it back in on every message (shared/bench/README.md).
+MAX_READ_BYTES = 64 * 1024
+#: Send-queue watermarks: crossing HIGH pauses the protocol's writing, draining to LOW resumes it.
+HIGH_WATER_BYTES = 64 * 1024
+LOW_WATER_BYTES = 16 * 1024
+#: Unconsumed input beyond this closes the connection: the one bound on what a peer can make
+#: us hold that the protocol did not take.
+MAX_UNCONSUMED_INPUT_BYTES = 1024 * 1024
+#: Chunks handed to one vectored ``sendmsg()`` (Linux allows 1024, IOV_MAX).
+SENDMSG_MAX_CHUNKS = 64
+#: How long a close we started waits for the peer's FIN before closing anyway.
+CLOSE_LINGER_SECONDS = 2.0
+
+#: ``struct linger {int l_onoff; int l_linger;}`` with l_linger 0: close() sends RST.
+LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    HALF_CLOSED = "half-closed"
+    WRITE_SHUT = "write-shut"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+S = ConnectionState
+ALLOWED_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
+    S.CONNECTING: frozenset({S.OPEN, S.CLOSED}),
+    S.OPEN: frozenset({S.HALF_CLOSED, S.WRITE_SHUT, S.CLOSING, S.CLOSED}),
+    S.HALF_CLOSED: frozenset({S.CLOSING, S.CLOSED}),
+    S.WRITE_SHUT: frozenset({S.CLOSING, S.CLOSED}),
+    S.CLOSING: frozenset({S.CLOSED}),
+    S.CLOSED: frozenset(),
+}
+#: States in which we still want the peer's bytes.
+READING_STATES = frozenset({S.OPEN, S.WRITE_SHUT})
+
+
+class Connection:
+    """The transport of one stream connection (TCP or Unix). See the module docstring."""
+
+    __slots__ = (
+        "_reactor", "_poller", "_sock", "_fd", "_recv", "_send", "_protocol", "recv_buffer",
+        "send_buffer", "_state", "_closed", "_write_closed", "_reading", "_writing",
+        "_reading_paused", "_write_paused", "_high_water", "_low_water", "_max_unconsumed",
+        "_eof_pending", "_saw_eof", "_linger_timer", "_peer_address", "_tracer", "_on_closed",
+    )
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        sock: socket.socket,
+        protocol: Protocol,
+        peer_address: SocketAddress,
+        on_closed: Callable[[Connection], Any] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._poller = reactor.poller
+        self._sock = sock
+        self._fd = sock.fileno()
+        # Bound methods cached once: looked up on every event otherwise (DESIGN.md, perf note 2).
+        self._recv = sock.recv
+        self._send = sock.send
+        self._protocol = protocol
+        self.recv_buffer = ByteBuffer()
+        self.send_buffer = ByteBuffer()
+        self._state = ConnectionState.CONNECTING
+        # Plain mirrors of the state, for the checks made on every event (the enum is for
+        # transitions, logs and repr).
+        self._closed = False
+        self._write_closed = False
+        self._reading = False
+        self._writing = False
+        self._reading_paused = False
+        self._write_paused = False
+        self._high_water = HIGH_WATER_BYTES
+        self._low_water = LOW_WATER_BYTES
+        self._max_unconsumed = MAX_UNCONSUMED_INPUT_BYTES
+        self._eof_pending = False
+        self._saw_eof = False
+        self._linger_timer: Timer | None = None
+        self._peer_address = peer_address
+        self._tracer = reactor.tracer
+        self._on_closed = on_closed
+
+    # -- what users can look at ----------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def protocol(self) -> Protocol:
+        return self._protocol
+
+    @property
+    def peer_address(self) -> SocketAddress:
+        return self._peer_address
+
+    @property
+    def peer_name(self) -> str:
+        """The peer as ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+        return format_address(self._peer_address)
+
+    @property
+    def local_address(self) -> SocketAddress:
+        return self._sock.getsockname() if not self._closed else None
+
+    @property
+    def trace_label(self) -> str:
+        return f"fd={self._fd} {self.peer_name}"
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def is_closing(self) -> bool:
+        """True once ``close()``/``abort()`` was called or the connection ended."""
+        return self._state is S.CLOSING or self._closed
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.send_buffer)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._high_water, self._low_water
+
+    def __repr__(self) -> str:
+        flags = " ".join(name for name, on in (("reading", self._reading),
+                                               ("writing", self._writing)) if on)
+        return (
+            f"<Connection fd={self._fd} peer={self.peer_name} {self._state.name}"
+            f"{' ' + flags if flags else ''} recv_buffer={len(self.recv_buffer)}"
+            f" send_buffer={len(self.send_buffer)}>"
+        )
+
+    # -- birth ---------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Called by the listener or connector once the socket is connected."""
+        self._set_state(S.OPEN)
+        try:
+            self._protocol.connection_made(self)
+        except Exception as exc:
+            self._protocol_failed(exc, "connection_made")
+            return
+        if self._state in READING_STATES and not self._reading_paused:
+            self._start_reading()
+
+    # -- the read path -------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._recv(MAX_READ_BYTES)
+        except OSError as exc:
+            # Inline try/except instead of a helper around recv(): one less call per read
+            # on the hottest path (DESIGN.md, perf note 2); the policy stays in classify().
+            self._io_failed(exc, "recv")
+            return
+        if not data:
+            self._on_eof()
+            return
+        buffer = self.recv_buffer
+        buffer.append(data)
+        if self._tracer is not None:
+            self._trace("recv", bytes=len(data))
+        try:
+            self._protocol.data_received(buffer)
+        except Exception as exc:
+            self._protocol_failed(exc, "data_received")
+            return
+        if len(buffer) > self._max_unconsumed and not self._closed:
+            log.warning("%r: %d bytes of input not consumed by the protocol (limit %d); closing",
+                        self, len(buffer), self._max_unconsumed)
+            self.close()
+
+    def _on_eof(self) -> None:
+        """``recv()`` returned ``b""``: the peer sent FIN."""
+        self._saw_eof = True
+        self._stop_reading()
+        if self._tracer is not None:
+            self._trace("eof", meaning="recv returned 0: the peer sent FIN")
+        try:
+            keep_open = self._protocol.eof_received()
+        except Exception as exc:
+            self._protocol_failed(exc, "eof_received")
+            return
+        if self.is_closing():
+            return  # the protocol closed it from eof_received
+        if self._state is S.WRITE_SHUT or not keep_open:
+            self.close()  # both directions are done, or the protocol wants out
+        else:
+            self._set_state(S.HALF_CLOSED)
+
+    def pause_reading(self) -> None:
+        """Stop reading: the kernel's receive buffer fills, TCP's window closes, the peer's
+        ``send()`` blocks. This is how back-pressure reaches the sender."""
+        self._reading_paused = True
+        if self._state in READING_STATES:
+            self._stop_reading()
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        if self._state in READING_STATES:
+            self._start_reading()
+
+    def set_read_buffer_limit(self, max_unconsumed_bytes: int) -> None:
+        """How much input the protocol may leave unconsumed before the connection is closed."""
+        if max_unconsumed_bytes <= 0:
+            raise ValueError("the limit must be positive")
+        self._max_unconsumed = max_unconsumed_bytes
+
+    def _start_reading(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self._poller.set_reader(self._fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._poller.remove_reader(self._fd)
+
+    # -- the write path ------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``: straight to ``send()`` when nothing is queued, else queue it.
+
+        Never blocks. Raises ``TypeError`` for anything not bytes-like (a ``str``, or the
+        receive buffer passed by mistake), and ``RuntimeError`` after ``write_eof()``. After
+        ``close()`` or ``abort()`` the data is dropped: the connection is going away.
+        """
+        if self._write_closed:
+            if self._state is S.WRITE_SHUT:
+                raise RuntimeError(f"{self!r}: write() after write_eof()")
+            return
+        buffer = self.send_buffer
+        if buffer:
+            buffer.append(data)
+        else:
+            try:
+                sent = self._send(data)
+            except OSError as exc:
+                if classify(exc) is not ErrorKind.WOULD_BLOCK:
+                    self._io_failed(exc, "send")
+                    return
+                sent = 0
+            if self._tracer is not None:
+                self._trace_send(sent, len(data))
+            if sent == len(data):
+                return
+            buffer.append_unsent(data, sent)
+            self._start_writing()
+        if not self._write_paused and len(buffer) > self._high_water:
+            self._pause_protocol_writing()
+
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write each item in order; queued items go out together in one ``sendmsg()``."""
+        for data in lines:
+            self.write(data)
+
+    def _on_writable(self) -> None:
+        buffer = self.send_buffer
+        chunks = buffer.head_chunks(SENDMSG_MAX_CHUNKS)
+        try:
+            sent = self._send(chunks[0]) if len(chunks) == 1 else self._sock.sendmsg(chunks)
+        except OSError as exc:
+            self._io_failed(exc, "send")
+            return
+        if self._tracer is not None:
+            self._trace_send(sent, len(buffer))
+        buffer.consume(sent)
+        if buffer:
+            if self._write_paused and len(buffer) <= self._low_water:
+                self._resume_protocol_writing()
+            return
+        self._stop_writing()
+        if self._write_paused:
+            self._resume_protocol_writing()
+        if self._state is S.CLOSING:
+            self._finish_closing()
+        elif self._eof_pending:
+            self._shutdown_write()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the send-queue watermarks (asyncio's defaults rule: low is high / 4)."""
+        if high is None:
+            high = HIGH_WATER_BYTES if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not 0 <= low <= high:
+            raise ValueError(f"need 0 <= low <= high, got high={high} low={low}")
+        self._high_water, self._low_water = high, low
+        size = len(self.send_buffer)
+        if not self._write_paused and size > high:
+            self._pause_protocol_writing()
+        elif self._write_paused and size <= low:
+            self._resume_protocol_writing()
+
+    def _pause_protocol_writing(self) -> None:
+        self._write_paused = True
+        if self._tracer is not None:
+            self._trace("pause_writing", high_water=self._high_water)
+        try:
+            self._protocol.pause_writing()
+        except Exception as exc:
+            self._protocol_failed(exc, "pause_writing")
+
+    def _resume_protocol_writing(self) -> None:
+        self._write_paused = False
+        if self._tracer is not None:
+            self._trace("resume_writing", low_water=self._low_water)
+        if self._closed:
+            return
+        try:
+            self._protocol.resume_writing()
+        except Exception as exc:
+            self._protocol_failed(exc, "resume_writing")
+
+    def _start_writing(self) -> None:
+        if not self._writing:
+            self._writing = True
+            self._poller.set_writer(self._fd, self._on_writable)
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._poller.remove_writer(self._fd)
+
+    # -- half-close, close, abort ----------------------------------------------------------------
+
+    def write_eof(self) -> None:
+        """Half-close our side: FIN goes out after the queued data; we keep reading.
+
+        After the peer's FIN too (HALF_CLOSED) there is nothing left to read: this closes.
+        """
+        if self._state is S.HALF_CLOSED:
+            self.close()
+            return
+        if self._state is not S.OPEN:
+            return
+        self._set_state(S.WRITE_SHUT)
+        if self.send_buffer:
+            self._eof_pending = True
+        else:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        self._eof_pending = False
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._io_failed(exc, "shutdown")
+            return
+        if self._tracer is not None:
+            self._trace("shutdown", meaning="SHUT_WR: our FIN is on its way")
+
+    def close(self) -> None:
+        """Stop reading, send what is queued, then close. Idempotent.
+
+        ``connection_lost(None)`` follows on a later pass, once the socket is closed.
+        """
+        if self._state is S.CLOSING or self._closed:
+            return
+        self._set_state(S.CLOSING)
+        self._stop_reading()
+        self.recv_buffer.clear()
+        if not self.send_buffer:
+            self._finish_closing()
+
+    def _finish_closing(self) -> None:
+        """The queue is flushed. Close now if the peer has sent FIN; otherwise send ours and wait
+        (briefly) for theirs, discarding input, so the kernel sends FIN rather than RST."""
+        if self._saw_eof:
+            self._teardown(None)
+            return
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._teardown(None)  # already reset or not connected: nothing to linger for
+            return
+        if self._tracer is not None:
+            self._trace("shutdown", meaning="SHUT_WR: our FIN is on its way; waiting for theirs")
+        self._poller.set_reader(self._fd, self._discard_input)
+        self._reading = True
+        self._linger_timer = self._reactor.call_later(CLOSE_LINGER_SECONDS, self._teardown, None)
+
+    def _discard_input(self) -> None:
+        try:
+            data = self._recv(MAX_READ_BYTES)
+        except OSError as exc:
+            if classify(exc) is not ErrorKind.WOULD_BLOCK:
+                self._teardown(None)  # our output was already flushed: the close was clean
+            return
+        if not data:
+            self._teardown(None)
+
+    def abort(self) -> None:
+        """Close at once and drop the queue; the peer sees a reset (RST), not FIN."""
+        self._abort(None)
+
+    def _abort(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        except OSError:
+            pass  # the socket is already dead: close() will not send anything either way
+        self.send_buffer.clear()
+        if self._tracer is not None:
+            self._trace("abort", meaning="SO_LINGER 0 then close: the peer gets RST")
+        self._teardown(exc)
+
+    def _teardown(self, exc: BaseException | None) -> None:
+        """The one place a connection's socket is closed. ``connection_lost`` comes later."""
+        if self._closed:
+            return
+        self._set_state(S.CLOSED)
+        self._closed = self._write_closed = True
+        self._reading = self._writing = False
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        self._poller.remove(self._fd)  # before close(): see poller.py
+        self._sock.close()
+        self.recv_buffer.clear()
+        self.send_buffer.clear()
+        self._reactor.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        except Exception as error:
+            report_callback_error(error, f"{type(self._protocol).__name__}.connection_lost")
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def _io_failed(self, exc: OSError, syscall: str) -> None:
+        """A syscall on our socket raised: apply the policy of ``reactor.errors``."""
+        kind = classify(exc)
+        if kind is ErrorKind.WOULD_BLOCK:
+            return
+        if self._tracer is not None:
+            self._trace(f"{syscall} failed", error=describe(exc))
+        if kind is ErrorKind.PEER_GONE:
+            log.debug("%r: %s failed, peer gone: %s", self, syscall, describe(exc))
+        else:
+            log.error("%r: %s failed", self, syscall, exc_info=exc)
+        self._abort(exc)
+
+    def _protocol_failed(self, exc: Exception, hook: str) -> None:
+        """An exception escaped a protocol hook: log it and abort this connection only."""
+        report_callback_error(exc, f"{type(self._protocol).__name__}.{hook} on {self!r}")
+        self._abort(exc)
+
+    def _set_state(self, new: ConnectionState) -> None:
+        old = self._state
+        if new not in ALLOWED_TRANSITIONS[old]:
+            raise RuntimeError(f"{self!r}: illegal state change {old.name} -> {new.name}")
+        self._state = new
+        if new is not S.OPEN and new is not S.HALF_CLOSED:
+            self._write_closed = True
+        if self._tracer is not None:
+            self._trace("state", change=f"{old.name} -> {new.name}")
+
+    # -- tracing -------------------------------------------------------------------------------
+
+    def _trace(self, name: str, **fields: Any) -> None:
+        fields["recv_buffer"] = len(self.recv_buffer)
+        fields["send_buffer"] = len(self.send_buffer)
+        if self._tracer is not None:
+            self._tracer.event(self, name, **fields)
+
+    def _trace_send(self, sent: int, wanted: int) -> None:
+        if sent == wanted:
+            self._trace("send", bytes=sent)
+        else:
+            self._trace("send", bytes=sent, of=wanted,
+                        meaning="partial: the kernel's send buffer is full; waiting for writability")

@@ -1,0 +1,189 @@
+"""Connector: a non-blocking ``connect()``, from the first SYN to a Connection or a failure.
+
+Owns the connecting socket until the handshake finishes, then hands it to a new ``Connection``.
+Does not retry after a failure: it reports it, once, to ``on_error``.
+
+Facts:
+
+* ``connect()`` on a non-blocking TCP socket returns at once with EINPROGRESS: the kernel has sent
+  SYN and the handshake goes on without us. (``connect_ex`` returns the errno instead of raising.)
+* The socket becomes *writable* when the handshake ends, whether it succeeded or not. Only
+  ``getsockopt(SOL_SOCKET, SO_ERROR)`` tells which: 0, or the errno the connect would have
+  raised: ECONNREFUSED (the peer answered our SYN with RST: nothing listens on that port),
+  ETIMEDOUT, EHOSTUNREACH/ENETUNREACH (an ICMP error came back).
+* The kernel's own SYN retries take minutes to give up, so the connector keeps its own timeout.
+* A name can resolve to several addresses (``localhost`` to ``::1`` and ``127.0.0.1``): they are
+  tried in order until one connects, and the last error is reported if none does.
+
+Read next: ``reactor/connection.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any, Callable
+
+from reactor.address import format_address, resolve_stream
+from reactor.connection import Connection
+from reactor.errors import describe
+from reactor.loop import report_callback_error
+
+if TYPE_CHECKING:
+    from reactor.loop import Reactor
+    from reactor.timers import Timer
+
+log = logging.getLogger("reactor.connector")
+
+#: What a non-blocking ``connect()`` returns while the handshake goes on (EAGAIN: Unix sockets).
+CONNECT_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
+
+
+class Connector:
+    """One connection attempt. ``cancel()`` abandons it without calling anything."""
+
+    def __init__(
+        self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
+        on_error: Callable[[BaseException], Any] | None,
+    ) -> None:
+        self._reactor = reactor
+        self._protocol_factory = protocol_factory
+        self.target = target
+        self._on_error = on_error
+        self._addresses: list[tuple[Any, ...]] = []
+        self._sock: socket.socket | None = None
+        self._timeout_timer: Timer | None = None
+        self._done = False
+        self.connection: Connection | None = None
+
+    @classmethod
+    def start_tcp(
+        cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
+        timeout: float | None, on_error: Callable[[BaseException], Any] | None,
+    ) -> Connector:
+        connector = cls(reactor, protocol_factory, format_address((host, port)), on_error)
+        if timeout is not None:
+            connector._timeout_timer = reactor.call_later(
+                timeout, connector._timed_out, timeout)
+        try:
+            connector._addresses = resolve_stream(host, port, passive=False)
+        except OSError as exc:  # socket.gaierror: the name does not resolve
+            reactor.call_soon(connector._fail, exc)
+            return connector
+        connector._try_next(None)
+        return connector
+
+    @property
+    def trace_label(self) -> str:
+        return f"connect {self.target}"
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else "connecting"
+        return f"<Connector {self.target} {state}>"
+
+    def cancel(self) -> None:
+        """Abandon the attempt: no protocol is created and ``on_error`` is not called."""
+        self._done = True
+        self._close_socket()
+        if self._timeout_timer is not None:
+            self._timeout_timer.cancel()
+
+    def _try_next(self, previous_error: OSError | None) -> None:
+        """Start connecting to the next address, or report the last error if none is left."""
+        while self._addresses:
+            family, type_, proto, _, address = self._addresses.pop(0)
+            try:
+                sock = socket.socket(family, type_, proto)
+            except OSError as exc:  # EMFILE, or a family this host lacks
+                previous_error = exc
+                continue
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code == 0:  # done at once (Unix sockets can): still report on a later pass
+                self._sock = sock
+                self._reactor.call_soon(self._connected, sock)
+                return
+            if code in CONNECT_IN_PROGRESS:
+                self._sock = sock
+                self._reactor.poller.set_writer(sock.fileno(), self._on_writable)
+                if self._reactor.tracer is not None:
+                    self._reactor.tracer.event(self, "connect", address=format_address(address),
+                                               meaning="SYN sent; waiting for writability")
+                return
+            sock.close()
+            previous_error = OSError(code, os.strerror(code))
+        # Deliver on a later pass: on_error never runs inside connect_tcp() itself.
+        self._reactor.call_soon(self._fail, previous_error or OSError(
+            errno.EADDRNOTAVAIL, f"no address to connect to for {self.target}"))
+
+    def _on_writable(self) -> None:
+        """The handshake ended: ``SO_ERROR`` says how."""
+        sock = self._sock
+        assert sock is not None
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._reactor.poller.remove(sock.fileno())
+        self._sock = None
+        if code == 0:
+            self._connected(sock)
+            return
+        sock.close()
+        # OSError(errno, text) builds the matching subclass, e.g. ConnectionRefusedError.
+        error = OSError(code, os.strerror(code))
+        if self._reactor.tracer is not None:
+            self._reactor.tracer.event(self, "connect failed", error=describe(error))
+        self._try_next(error)
+
+    def _connected(self, sock: socket.socket) -> None:
+        if self._done:
+            return  # cancelled or timed out in between
+        self._sock = None
+        if self._timeout_timer is not None:
+            self._timeout_timer.cancel()
+        self._done = True
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see listener.py
+        try:
+            peer_address = sock.getpeername()
+        except OSError as exc:  # reset between the handshake and now
+            sock.close()
+            self._fail(exc)
+            return
+        try:
+            protocol = self._protocol_factory()
+        except Exception as exc:
+            sock.close()
+            report_callback_error(exc, f"protocol factory of {self!r}")
+            return
+        self.connection = Connection(self._reactor, sock, protocol, peer_address)
+        if self._reactor.tracer is not None:
+            self._reactor.tracer.event(self, "connected", fd=sock.fileno())
+        self.connection._start()
+
+    def _timed_out(self, timeout: float) -> None:
+        self._timeout_timer = None
+        self._close_socket()
+        self._addresses.clear()
+        self._fail(TimeoutError(errno.ETIMEDOUT, f"connect to {self.target} timed out "
+                                                 f"after {timeout:g}s"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._timeout_timer is not None:
+            self._timeout_timer.cancel()
+        if self._on_error is None:
+            log.warning("connect to %s failed: %s", self.target, describe(exc))
+            return
+        try:
+            self._on_error(exc)
+        except Exception as error:
+            report_callback_error(error, f"on_error of {self!r}")
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            self._reactor.poller.remove(self._sock.fileno())
+            self._sock.close()
+            self._sock = None

@@ -1,0 +1,168 @@
+"""Listener: a listening socket that turns accepted sockets into connections.
+
+Owns the listening socket and the set of connections it accepted. Does not own what happens on
+them (that is ``Connection`` and the protocol).
+
+Facts:
+
+* ``socket() / bind() / listen()`` make a passive socket. The kernel completes each client's
+  three-way handshake (SYN, SYN-ACK, ACK) by itself and queues the finished connection in the
+  *accept backlog*; ``accept()`` only takes one off that queue. So a client is "connected" before
+  our code has run at all, and a full backlog makes new clients' SYNs wait or fail.
+* The listening socket is readable while the backlog is non-empty. We accept in batches of at most
+  ``MAX_ACCEPTS_PER_EVENT`` until EAGAIN, so one flood of connects cannot starve the clients we
+  already serve for a whole pass.
+* ECONNABORTED: a client reset the connection while it sat in the backlog. Skip it.
+* EMFILE/ENFILE/ENOBUFS/ENOMEM: no descriptor or memory for the new socket. The connection stays
+  in the backlog, so the socket stays readable and an immediate retry would spin the CPU. We stop
+  accepting, log once, and try again after ``ACCEPT_RETRY_DELAY_SECONDS``.
+* ``SO_REUSEADDR`` lets a restarted server bind its port while connections of the previous run
+  are still in TIME_WAIT; it does not let two live servers share a port (``SO_REUSEPORT`` does).
+
+Read next: ``reactor/connection.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any, Callable
+
+from reactor.address import SocketAddress, format_address, resolve_stream
+from reactor.connection import Connection
+from reactor.errors import ErrorKind, classify, describe
+from reactor.loop import report_callback_error
+
+if TYPE_CHECKING:
+    from reactor.loop import Reactor
+    from reactor.timers import Timer
+
+log = logging.getLogger("reactor.listener")
+
+MAX_ACCEPTS_PER_EVENT = 64
+ACCEPT_RETRY_DELAY_SECONDS = 0.5
+
+
+class Listener:
+    """Accepts connections on one listening socket until ``close()``."""
+
+    def __init__(
+        self, reactor: Reactor, sock: socket.socket, protocol_factory: Callable[[], Any]
+    ) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._protocol_factory = protocol_factory
+        self.address: SocketAddress = sock.getsockname()
+        self.connections: set[Connection] = set()
+        self._closed = False
+        self._retry_timer: Timer | None = None
+        self._accept_failing = False  # logged once per episode, not on every retry
+        sock.setblocking(False)
+        reactor.poller.set_reader(sock.fileno(), self._on_readable)
+        if reactor.tracer is not None:
+            reactor.tracer.event(self, "listening", address=self.name)
+
+    @classmethod
+    def open_tcp(
+        cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None, port: int,
+        *, backlog: int = 128, reuse_port: bool = False,
+    ) -> Listener:
+        """``socket() / bind() / listen()`` on the first address ``host`` resolves to.
+
+        ``::`` means every IPv6 and, where the OS allows (IPV6_V6ONLY off), every IPv4 address
+        too. Raises ``OSError`` if the address is in use or not ours to bind.
+        """
+        family, type_, proto, _, address = resolve_stream(host, port, passive=True)[0]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6 and address[0] == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(address)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(reactor, sock, protocol_factory)
+
+    @property
+    def name(self) -> str:
+        """The bound address as ``HOST:PORT``; with port 0, the port the kernel chose."""
+        return format_address(self.address)
+
+    @property
+    def trace_label(self) -> str:
+        return f"listener {self.name}"
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "accepting"
+        return f"<Listener {self.name} {state} connections={len(self.connections)}>"
+
+    def _on_readable(self) -> None:
+        for _ in range(MAX_ACCEPTS_PER_EVENT):
+            try:
+                sock, peer_address = self._sock.accept()
+            except OSError as exc:
+                kind = classify(exc)
+                if kind is ErrorKind.WOULD_BLOCK:
+                    return
+                if kind is ErrorKind.PEER_GONE:
+                    continue  # reset while in the backlog: nothing to serve
+                self._pause_accepting(exc)
+                return
+            if self._accept_failing:
+                self._accept_failing = False
+                log.warning("%s: accepting again", self.name)
+            self._accepted(sock, peer_address)
+
+    def _accepted(self, sock: socket.socket, peer_address: SocketAddress) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Nagle's algorithm holds small writes back until the previous one is ACKed; with
+            # the peer's delayed ACK that stalls request/response traffic for up to 40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            protocol = self._protocol_factory()
+        except Exception as exc:
+            report_callback_error(exc, f"protocol factory of {self!r}")
+            sock.close()
+            return
+        connection = Connection(self._reactor, sock, protocol, peer_address,
+                                on_closed=self.connections.discard)
+        self.connections.add(connection)
+        if self._reactor.tracer is not None:
+            self._reactor.tracer.event(self, "accept", fd=sock.fileno(),
+                                       peer=format_address(peer_address))
+        connection._start()
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors or memory: stop accepting for a while instead of spinning."""
+        self._reactor.poller.remove_reader(self._sock.fileno())
+        if not self._accept_failing:
+            self._accept_failing = True
+            if classify(exc) is ErrorKind.RESOURCES_EXHAUSTED:
+                log.warning("%s: accept failed with %s; retrying every %.1fs until it succeeds",
+                            self.name, describe(exc), ACCEPT_RETRY_DELAY_SECONDS)
+            else:
+                log.error("%s: accept failed; retrying every %.1fs", self.name,
+                          ACCEPT_RETRY_DELAY_SECONDS, exc_info=exc)
+        self._retry_timer = self._reactor.call_later(ACCEPT_RETRY_DELAY_SECONDS,
+                                                     self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._retry_timer = None
+        if not self._closed:
+            self._reactor.poller.set_reader(self._sock.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        """Stop listening: new connects are refused. Accepted connections stay open; close or
+        abort them through ``connections`` (the example servers do, on SIGINT/SIGTERM)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._reactor.poller.remove(self._sock.fileno())
+        self._sock.close()

@@ -1,0 +1,287 @@
+"""Reactor: the event loop. One thread, one selector, a timer heap and a ready queue.
+
+Owns the Poller, the TimerQueue, the ready queue of callbacks and the Waker. Does not own
+sockets: listeners, connectors and connections own theirs and register them with the poller.
+
+The whole idea fits in a few lines (read ``run_once`` first)::
+
+    while not stopping:
+        timeout = time until the next timer (0 if callbacks are ready, None if nothing is scheduled)
+        for each ready fd: its on_readable() / on_writable()   # recv/accept/send into buffers
+        run the timers that are due and the callbacks that were ready when this pass began
+
+Everything else here is the API around those lines. Only ``call_soon_threadsafe`` and ``stop``
+may be called from another thread (or, for ``stop``, from a signal handler).
+
+Read next: ``reactor/listener.py`` (how a connection is born) and ``reactor/connection.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import selectors
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from reactor.poller import Poller
+from reactor.timers import Handle, Timer, TimerQueue
+from reactor.waker import Waker
+
+if TYPE_CHECKING:
+    from reactor.connector import Connector
+    from reactor.listener import Listener
+    from reactor.trace import Tracer
+
+log = logging.getLogger("reactor")
+
+ProtocolFactory = Callable[[], Any]
+
+
+class Reactor:
+    """A single-threaded event loop over ``selectors``.
+
+    ``selector`` is a ``selectors`` class or one of the names ``"select"``, ``"poll"``,
+    ``"epoll"``, ``"default"``. ``clock`` returns monotonic seconds (tests pass a manual clock).
+    ``tracer`` receives every reactor event (``reactor.trace``); ``None`` costs one
+    attribute check per event.
+    """
+
+    def __init__(
+        self,
+        selector: str | type[selectors.BaseSelector] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self._poller = Poller(selector, on_error=self._io_callback_failed)
+        self._timers = TimerQueue()
+        self._ready: deque[Handle] = deque()
+        self._clock = clock
+        self.tracer = tracer
+        self._stopping = False
+        self._running = False
+        self._closed = False
+        self._waker = Waker()
+        self._poller.set_reader(self._waker.fileno(), self._waker.drain)
+        self._signal_handlers: dict[int, Any] = {}
+        self._previous_wakeup_fd: int | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._running else "idle")
+        return (
+            f"<Reactor {state} backend={self._poller.backend_name} fds={len(self._poller)} "
+            f"timers={len(self._timers)} ready={len(self._ready)}>"
+        )
+
+    # -- time and callbacks -------------------------------------------------------------------
+
+    def time(self) -> float:
+        """Seconds on the loop's monotonic clock: the base of every ``when``."""
+        return self._clock()
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the next pass, after I/O, in the order scheduled."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """``call_soon`` from another thread: ``deque.append`` is atomic, then wake ``select()``."""
+        handle = self.call_soon(callback, *args)
+        self._waker.wake()
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Run ``callback(*args)`` once, ``delay`` seconds from now."""
+        return self._timers.schedule(self.time() + delay, callback, args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Run ``callback(*args)`` once, at ``when`` on the loop's clock (see ``time()``)."""
+        return self._timers.schedule(when, callback, args)
+
+    def call_every(
+        self, interval: float, callback: Callable[..., Any], *args: Any,
+        first_delay: float | None = None,
+    ) -> Timer:
+        """Run ``callback(*args)`` every ``interval`` seconds until the handle is cancelled."""
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        first = interval if first_delay is None else first_delay
+        return self._timers.schedule(self.time() + first, callback, args, interval=interval)
+
+    # -- any file descriptor ----------------------------------------------------------------
+
+    def add_reader(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is readable (level-triggered)."""
+        self._poller.set_reader(fd, functools.partial(callback, *args) if args else callback)
+
+    def remove_reader(self, fd: int) -> bool:
+        return self._poller.remove_reader(fd)
+
+    def add_writer(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is writable. Remove it when you have nothing
+        to write: a level-triggered selector reports a writable socket on every pass."""
+        self._poller.set_writer(fd, functools.partial(callback, *args) if args else callback)
+
+    def remove_writer(self, fd: int) -> bool:
+        return self._poller.remove_writer(fd)
+
+    # -- TCP ---------------------------------------------------------------------------------
+
+    def listen_tcp(
+        self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
+        *, backlog: int = 128, reuse_port: bool = False,
+    ) -> Listener:
+        """Listen on ``host:port`` (``port=0``: any free port; read ``listener.address``).
+
+        Raises ``OSError`` at once if the address cannot be bound (port in use, not ours).
+        """
+        from reactor.listener import Listener
+
+        return Listener.open_tcp(self, protocol_factory, host, port, backlog=backlog,
+                                 reuse_port=reuse_port)
+
+    def connect_tcp(
+        self, protocol_factory: ProtocolFactory, host: str, port: int, *,
+        timeout: float | None = 10.0,
+        on_error: Callable[[BaseException], Any] | None = None,
+    ) -> Connector:
+        """Connect without blocking; ``on_error(exc)`` hears of refusal, timeout and the rest.
+
+        On success the protocol gets ``connection_made``; on failure it is never created.
+        """
+        from reactor.connector import Connector
+
+        return Connector.start_tcp(self, protocol_factory, host, port, timeout=timeout,
+                                   on_error=on_error)
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` as an ordinary loop callback when ``signum`` arrives.
+
+        The Python-level handler only queues the callback; ``set_wakeup_fd`` makes the C-level
+        handler wake ``select()`` at once. Main thread only (a rule of the ``signal`` module).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("signal handlers can only be installed from the main thread")
+        if self._previous_wakeup_fd is None:
+            self._previous_wakeup_fd = signal.set_wakeup_fd(
+                self._waker.write_fileno(), warn_on_full_buffer=False)
+
+        def on_signal(received: int, frame: object) -> None:
+            self.call_soon_threadsafe(callback, *args)
+
+        previous = signal.signal(signum, on_signal)
+        self._signal_handlers.setdefault(signum, previous)
+
+    def remove_signal_handler(self, signum: int) -> bool:
+        previous = self._signal_handlers.pop(signum, None)
+        if previous is None:
+            return False
+        signal.signal(signum, previous)
+        if not self._signal_handlers and self._previous_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            self._previous_wakeup_fd = None
+        return True
+
+    def stop_on_signals(self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Make each of ``signals`` stop the loop cleanly (``run()`` returns)."""
+        for signum in signals:
+            self.add_signal_handler(signum, self.stop)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run passes until ``stop()``. Returns normally; KeyboardInterrupt/SystemExit propagate."""
+        if self._running:
+            raise RuntimeError("the reactor is already running")
+        self._stopping = False
+        self._running = True
+        try:
+            while not self._stopping:
+                self.run_once()
+        finally:
+            self._running = False
+            self._stopping = False
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One pass of the loop, waiting at most ``timeout`` seconds (``None``: until an event).
+
+        1. compute how long ``select()`` may sleep: 0 if callbacks are waiting (or we are
+           stopping), until the earliest timer, else ``timeout``;
+        2. poll, and dispatch each ready fd as it comes: read before write;
+        3. move the timers that are now due to the ready queue;
+        4. run only the callbacks that were ready when this step began: those they schedule
+           wait for the next pass, so a callback that re-schedules itself cannot starve I/O.
+        """
+        ready = self._ready
+        if ready or self._stopping:
+            wait: float | None = 0.0
+        else:
+            wait = timeout
+            next_due = self._timers.next_due()
+            if next_due is not None:
+                until_due = max(0.0, next_due - self.time())
+                wait = until_due if wait is None else min(wait, until_due)
+        self._poller.poll(wait)
+        ready.extend(self._timers.pop_due(self.time()))
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                self._run_callback(handle)
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current pass. Safe from callbacks, other threads and
+        signal handlers: it only sets a flag and wakes ``select()``."""
+        self._stopping = True
+        self._waker.wake()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def close(self) -> None:
+        """Release the selector, the waker and any signal handlers. The loop must not be running."""
+        if self._running:
+            raise RuntimeError("cannot close a running reactor")
+        if self._closed:
+            return
+        self._closed = True
+        for signum in list(self._signal_handlers):
+            self.remove_signal_handler(signum)
+        self._ready.clear()
+        self._poller.close()
+        self._waker.close()
+
+    # -- the one guard -----------------------------------------------------------------------
+
+    def _run_callback(self, handle: Handle) -> None:
+        """Run a scheduled callback; an exception is logged and the loop goes on."""
+        try:
+            handle.callback(*handle.args)
+        except Exception as exc:
+            report_callback_error(exc, f"callback {handle!r}")
+
+    def _io_callback_failed(self, exc: BaseException, fd: int) -> None:
+        report_callback_error(exc, f"I/O callback for fd {fd}")
+
+    # -- for the modules that own sockets ----------------------------------------------------
+
+    @property
+    def poller(self) -> Poller:
+        return self._poller
+
+
+def report_callback_error(exc: BaseException, where: str) -> None:
+    """The policy for an exception that escaped user code: log it with its traceback.
+
+    KeyboardInterrupt and SystemExit are not ``Exception`` and so are never caught here:
+    they end ``run()`` as the user asked.
+    """
+    log.error("unhandled exception in %s", where, exc_info=exc)
+

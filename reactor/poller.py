@@ -1,0 +1,167 @@
+"""Poller: the one place that talks to ``selectors``.
+
+Owns the selector object and, per file descriptor, the pair (on_readable, on_writable). Does not
+own the descriptors themselves: whoever registered an fd closes it, after unregistering it here.
+
+Facts this module depends on:
+
+* All of ``select``, ``poll`` and ``epoll`` as used here are *level-triggered*: an fd is reported
+  on every pass for as long as the condition holds. So a writer must be registered only while
+  there is something to send; an always-writable socket registered for EVENT_WRITE turns the loop
+  into a busy spin. And a reader that does not drain the socket is simply told again next pass.
+* Readiness is a hint, not a promise: a spurious wakeup, or another callback in the same pass
+  having already read the data, means the syscall that follows may still say EAGAIN. Every
+  caller treats EAGAIN as "not yet".
+* An error or hang-up on the fd (POLLERR/POLLHUP) is reported by ``selectors`` as both readable
+  and writable: the ``recv()`` or ``send()`` that follows returns the actual error.
+* ``select()`` and ``poll()`` hand the whole interest set to the kernel on every call, so a pass
+  costs O(registered fds); ``epoll`` keeps the set in the kernel and costs O(ready fds).
+* Closing an fd removes it from an epoll set only when no other descriptor refers to the same
+  open file, which is why we always unregister *before* closing (same rule as selectors' docs).
+
+The backend seam is the selector class (Redis's ae has the same seam with aeApiAddEvent and
+friends): the reactor and its tests run over every class ``selectors`` offers on this platform.
+"""
+
+from __future__ import annotations
+
+import selectors
+from collections.abc import Callable
+
+Callback = Callable[[], object]
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+SELECTOR_CLASSES: dict[str, type[selectors.BaseSelector]] = {
+    name: getattr(selectors, class_name)
+    for name, class_name in (
+        ("select", "SelectSelector"),
+        ("poll", "PollSelector"),
+        ("epoll", "EpollSelector"),
+        ("devpoll", "DevpollSelector"),
+        ("kqueue", "KqueueSelector"),
+    )
+    if hasattr(selectors, class_name)
+}
+SELECTOR_CLASSES["default"] = selectors.DefaultSelector
+
+
+def selector_class(choice: str | type[selectors.BaseSelector] | None) -> type[selectors.BaseSelector]:
+    """Turn a name (``"select"``, ``"poll"``, ``"epoll"``, ``"default"``) or a class into a class."""
+    if choice is None:
+        return selectors.DefaultSelector
+    if isinstance(choice, str):
+        try:
+            return SELECTOR_CLASSES[choice]
+        except KeyError:
+            names = ", ".join(sorted(SELECTOR_CLASSES))
+            raise ValueError(f"unknown selector {choice!r}; available here: {names}") from None
+    return choice
+
+
+class Poller:
+    """Registers fds with a selector and dispatches readiness to their callbacks.
+
+    The data stored with each fd is a two-item list ``[on_readable, on_writable]`` that we
+    mutate in place, so the mask can be derived from it and a callback removed during a pass
+    is seen as ``None`` by the rest of that pass.
+    """
+
+    __slots__ = ("_selector", "_callbacks_by_fd", "_on_error")
+
+    def __init__(
+        self,
+        selector: str | type[selectors.BaseSelector] | None = None,
+        on_error: Callable[[BaseException, int], None] | None = None,
+    ) -> None:
+        self._selector = selector_class(selector)()
+        self._callbacks_by_fd: dict[int, list[Callback | None]] = {}
+        self._on_error = on_error
+
+    @property
+    def backend_name(self) -> str:
+        return type(self._selector).__name__
+
+    def __len__(self) -> int:
+        return len(self._callbacks_by_fd)
+
+    def masks(self) -> dict[int, int]:
+        """Every registered fd and its event mask (for snapshots and tests)."""
+        return {key.fd: key.events for key in self._selector.get_map().values()}
+
+    def set_reader(self, fd: int, callback: Callback) -> None:
+        self._set(fd, 0, callback)
+
+    def set_writer(self, fd: int, callback: Callback) -> None:
+        self._set(fd, 1, callback)
+
+    def remove_reader(self, fd: int) -> bool:
+        return self._set(fd, 0, None)
+
+    def remove_writer(self, fd: int) -> bool:
+        return self._set(fd, 1, None)
+
+    def remove(self, fd: int) -> None:
+        """Forget ``fd`` entirely: call before closing it."""
+        callbacks = self._callbacks_by_fd.pop(fd, None)
+        if callbacks is not None:
+            callbacks[0] = callbacks[1] = None
+            self._selector.unregister(fd)
+
+    def _set(self, fd: int, slot: int, callback: Callback | None) -> bool:
+        """Store or clear one callback and bring the kernel's interest set in line.
+
+        Returns whether a callback was there before. Every register/modify/unregister
+        the reactor makes goes through these lines.
+        """
+        callbacks = self._callbacks_by_fd.get(fd)
+        if callbacks is None:
+            if callback is None:
+                return False
+            callbacks = [None, None]
+            callbacks[slot] = callback
+            self._selector.register(fd, EVENT_READ if slot == 0 else EVENT_WRITE, callbacks)
+            self._callbacks_by_fd[fd] = callbacks
+            return False
+        had_callback = callbacks[slot] is not None
+        callbacks[slot] = callback
+        mask = (EVENT_READ if callbacks[0] is not None else 0) | (
+            EVENT_WRITE if callbacks[1] is not None else 0
+        )
+        if mask:
+            if had_callback != (callback is not None):
+                self._selector.modify(fd, mask, callbacks)
+        else:
+            del self._callbacks_by_fd[fd]
+            self._selector.unregister(fd)
+        return had_callback
+
+    def poll(self, timeout: float | None) -> int:
+        """Wait up to ``timeout`` seconds (``None``: forever) and run the ready callbacks.
+
+        Runs them while walking the selector's result instead of building a second list
+        (measured: DESIGN.md, performance notes). Read before write: a readable-and-writable
+        socket that the read path closes is not then written to. Returns the number of ready fds.
+        """
+        events = self._selector.select(timeout)
+        for key, mask in events:
+            callbacks = key.data
+            try:
+                if mask & EVENT_READ:
+                    on_readable = callbacks[0]
+                    if on_readable is not None:
+                        on_readable()
+                if mask & EVENT_WRITE:
+                    on_writable = callbacks[1]
+                    if on_writable is not None:
+                        on_writable()
+            except Exception as exc:
+                if self._on_error is None:
+                    raise
+                self._on_error(exc, key.fd)
+        return len(events)
+
+    def close(self) -> None:
+        self._callbacks_by_fd.clear()
+        self._selector.close()
