@@ -1,0 +1,22 @@
+"""Chat server: every line a member sends reaches every other member.
+
+    python -m examples.chat_server --port 8890
+    nc 127.0.0.1 8890          (in two terminals; /help lists the commands)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from examples.cli import run_server, server_parser
+from protocols.chat import ChatRoom
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = server_parser(__doc__.splitlines()[0]).parse_args(argv)
+    room = ChatRoom()
+    return run_server(room.protocol_factory, args, "chat_server")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
