@@ -69,7 +69,7 @@ class Connector:
                 timeout, connector._timed_out, timeout)
         try:
             connector._addresses = resolve_stream(host, port, passive=False)
-        except OSError as exc:  # socket.gaierror: the name does not resolve
+        except (OSError, UnicodeError) as exc:  # socket.gaierror: the name does not resolve
             reactor.call_soon(connector._fail, exc)
             return connector
         connector._try_next(None)

@@ -1,0 +1,291 @@
+"""ChatRoom and ChatProtocol: a line-based chat server, where one peer's input goes to many peers.
+
+``ChatRoom`` owns the members and their names, and every write to a member; ``ChatProtocol`` owns
+one connection's side: it parses lines into commands and asks the room to act. Start a server with
+``room.protocol_factory`` as the protocol factory (a bound method: each call returns a new
+``ChatProtocol`` in that room).
+
+Wire contract (UTF-8 lines ending in ``"\\n"``; ``"\\r\\n"`` accepted)::
+
+    server -> you      * welcome, you are 127.0.0.1:5555; /help lists commands
+    you    -> server   hello                   others see "127.0.0.1:5555: hello"; you get no copy
+    you    -> server   /nick NAME              others see "* OLD is now known as NAME"
+    you    -> server   /who                    "* online: NAME, NAME, ..."
+    you    -> server   /me TEXT                others see "* NAME TEXT"
+    you    -> server   /msg NAME TEXT          only NAME sees "[private] YOU: TEXT"
+    you    -> server   /quit                   "* goodbye", then the server closes
+    you    -> server   /help                   the list of commands
+    server -> you      * NAME joined | * NAME left | * NAME was disconnected: too slow to read
+    server -> you      error: ...              a rejected command (the connection stays open)
+
+Names default to the peer's ``HOST:PORT``. A chosen name is unique, at most ``MAX_NAME_CHARS``
+printable characters (any script: "张三"), without whitespace or ``":"``; ``":"`` is reserved so a
+chosen name can never be a newcomer's address, and so ``"NAME: text"`` always splits at the first
+colon.
+
+Three things one client must not be able to do to the others:
+
+* Drive their terminals. Invalid UTF-8 is replaced with U+FFFD, and every character in Unicode
+  category C (C0 and C1 controls, DEL, ESC and so ANSI escape sequences, bidi overrides,
+  unassigned code points) is dropped from text before it is sent on; a tab becomes a space.
+* Make the room buffer without bound. Lines are at most ``MAX_LINE_BYTES``; a longer one gets an
+  error and the client is closed.
+* Stall the room by not reading. Before each write the room checks the member's send queue: a
+  non-empty one that the line would take past ``max_pending_bytes`` is disconnected with
+  ``abort()`` and a notice to the room.
+  Back-pressure keeps ``Protocol``'s default: a member whose own queue passes the high-water mark
+  stops being read until it drains. That throttles only the slow member's own input; the cap is
+  what protects everyone else, since the room never waits for anyone.
+
+Read next: ``reactor/testing.py``, which ``tests/test_chat_room.py`` uses to run a room without
+sockets.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING
+
+from protocols.line import LineProtocol
+
+if TYPE_CHECKING:
+    from reactor.connection import Connection
+
+#: A member whose non-empty send queue a line would take past this is disconnected as too slow.
+MAX_PENDING_BYTES = 1024 * 1024
+#: Chat lines are short; a line this long is a misbehaving client, so the limit is far below
+#: LineProtocol's 64 KiB default.
+MAX_LINE_BYTES = 4096
+MAX_NAME_CHARS = 32
+
+HELP_TEXT = "* commands: /nick NAME, /who, /me TEXT, /msg NAME TEXT, /quit, /help"
+NAME_RULES = f"1 to {MAX_NAME_CHARS} printable characters, no whitespace or ':'"
+
+
+class NameRejected(ValueError):
+    """A ``/nick`` the room refused; the message is what the client is told."""
+
+
+def sanitize(text: str) -> str:
+    """``text`` without characters that could act on a terminal (Unicode category C).
+
+    Total by construction: everything in category C is dropped, rather than a list of known
+    escape sequences being recognised. ``str.isprintable()`` is false for every such character,
+    so ordinary text takes the fast path and is returned unchanged.
+    """
+    if text.isprintable():
+        return text
+    text = text.replace("\t", " ")
+    return "".join(char for char in text if not unicodedata.category(char).startswith("C"))
+
+
+def is_valid_name(name: str) -> bool:
+    """True for a chosen name the room accepts (see the module docstring).
+
+    ``isprintable()`` rejects every whitespace character except the ASCII space, checked apart.
+    """
+    return (
+        0 < len(name) <= MAX_NAME_CHARS
+        and name.isprintable()
+        and " " not in name
+        and ":" not in name
+    )
+
+
+class ChatRoom:
+    """The members of one chat, by name, and every write to them.
+
+    Every line the room sends goes through ``send`` or ``broadcast``, which enforce
+    ``max_pending_bytes``, so no member can make the room buffer without bound. (The one write
+    that bypasses them is LineProtocol's error line for an overlong line, just before a close.)
+    """
+
+    def __init__(self, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+        self.max_pending_bytes = max_pending_bytes
+        self._members: dict[str, ChatProtocol] = {}
+
+    def protocol_factory(self) -> ChatProtocol:
+        """A new protocol in this room: pass this bound method as the server's factory."""
+        return ChatProtocol(self)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, member: object) -> bool:
+        return isinstance(member, ChatProtocol) and self._members.get(member.name) is member
+
+    def names(self) -> list[str]:
+        """Members' names, in the order they joined or last renamed."""
+        return list(self._members)
+
+    def find(self, name: str) -> ChatProtocol | None:
+        """The member called ``name``, or ``None``."""
+        return self._members.get(unicodedata.normalize("NFC", name))
+
+    def join(self, member: ChatProtocol) -> None:
+        """Add a connected member under its peer's ``HOST:PORT``, tell the others, welcome it.
+
+        A suffix keeps the name unique should two transports report the same peer name.
+        """
+        assert member.transport is not None
+        name = base = member.transport.peer_name
+        suffix = 2
+        while name in self._members:
+            name = f"{base}#{suffix}"
+            suffix += 1
+        member.name = name
+        self._members[name] = member
+        self.broadcast(f"* {name} joined", exclude=member)
+        self.send(member, f"* welcome, you are {name}; /help lists commands")
+
+    def leave(self, member: ChatProtocol) -> None:
+        """Remove ``member`` and tell the others; does nothing if it is not in the room."""
+        if member not in self:
+            return
+        del self._members[member.name]
+        self.broadcast(f"* {member.name} left")
+
+    def rename(self, member: ChatProtocol, name: str) -> None:
+        """Give ``member`` a new name, or raise ``NameRejected`` and leave the name unchanged.
+
+        Names are compared in Unicode NFC form, so two spellings of "é" are one name.
+        """
+        name = unicodedata.normalize("NFC", name)
+        if not is_valid_name(name):
+            raise NameRejected(f"invalid name ({NAME_RULES})")
+        if name in self._members:
+            raise NameRejected(f"name {name} is taken")
+        old_name = member.name
+        del self._members[old_name]
+        member.name = name
+        self._members[name] = member
+        self.broadcast(f"* {old_name} is now known as {name}", exclude=member)
+        self.send(member, f"* you are now known as {name}")
+
+    def send(self, member: ChatProtocol, text: str) -> None:
+        """Write one line to ``member``, or disconnect it if its queue would pass the cap."""
+        self._write([member], (text + "\n").encode("utf-8"))
+
+    def broadcast(self, text: str, exclude: ChatProtocol | None = None) -> None:
+        """Write one line to every member but ``exclude``; disconnect the ones too slow."""
+        data = (text + "\n").encode("utf-8")
+        self._write([member for member in self._members.values() if member is not exclude], data)
+
+    def _write(self, members: list[ChatProtocol], data: bytes) -> None:
+        """Write ``data`` to each member that can take it; then disconnect the rest.
+
+        A member is too slow when ``data`` would take its send queue past the cap. An empty queue
+        always takes it: that member is keeping up, however long the line. So a queue holds at
+        most ``max(max_pending_bytes, one line)``. Disconnecting after the loop, not inside it,
+        means everyone still in the room gets ``data`` before the notice about who was dropped.
+        """
+        too_slow = []
+        for member in members:
+            transport = member.transport
+            if transport is None or transport.is_closing():
+                continue
+            pending = transport.get_write_buffer_size()
+            if pending and pending + len(data) > self.max_pending_bytes:
+                too_slow.append(member)
+            else:
+                transport.write(data)
+        for member in too_slow:
+            self._disconnect(member, "too slow to read")
+
+    def _disconnect(self, member: ChatProtocol, reason: str) -> None:
+        """Drop ``member`` at once (its queue is discarded) and tell the room why."""
+        if member not in self:
+            return
+        del self._members[member.name]
+        if member.transport is not None:
+            member.transport.abort()
+        self.broadcast(f"* {member.name} was disconnected: {reason}")
+
+
+class ChatProtocol(LineProtocol):
+    """One member's connection: joins on ``connection_made``, leaves on ``connection_lost``."""
+
+    max_line_length = MAX_LINE_BYTES
+
+    def __init__(self, room: ChatRoom) -> None:
+        self.room = room
+        self.name = ""
+
+    def connection_made(self, transport: Connection) -> None:
+        super().connection_made(transport)
+        self.room.join(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.room.leave(self)
+        super().connection_lost(exc)
+
+    def line_too_long(self) -> None:
+        """Leave the room first, so the others hear of it now rather than when the socket closes."""
+        self.room.leave(self)
+        super().line_too_long()
+
+    def line_received(self, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace")
+        if text.startswith("/"):
+            self._run_command(text)
+            return
+        message = sanitize(text).strip()
+        if message:
+            self.room.broadcast(f"{self.name}: {message}", exclude=self)
+
+    def _run_command(self, text: str) -> None:
+        command, _, argument = text.partition(" ")
+        argument = argument.strip()
+        match command.lower():
+            case "/nick":
+                self._nick(argument)
+            case "/who":
+                self._reply("* online: " + ", ".join(self.room.names()))
+            case "/me":
+                self._me(argument)
+            case "/msg":
+                self._msg(argument)
+            case "/quit":
+                self._quit()
+            case "/help":
+                self._reply(HELP_TEXT)
+            case _:
+                self._reply(f"error: unknown command {sanitize(command)}; /help lists commands")
+
+    def _nick(self, name: str) -> None:
+        if not name:
+            self._reply("error: usage: /nick NAME")
+            return
+        try:
+            self.room.rename(self, name)
+        except NameRejected as exc:
+            self._reply(f"error: {exc}")
+
+    def _me(self, argument: str) -> None:
+        action = sanitize(argument).strip()
+        if not action:
+            self._reply("error: usage: /me TEXT")
+            return
+        self.room.broadcast(f"* {self.name} {action}", exclude=self)
+
+    def _msg(self, argument: str) -> None:
+        name, _, text = argument.partition(" ")
+        text = sanitize(text).strip()
+        if not text:
+            self._reply("error: usage: /msg NAME TEXT")
+            return
+        target = self.room.find(name)
+        if target is None:
+            self._reply(f"error: no such name: {sanitize(name)}")
+            return
+        self.room.send(target, f"[private] {self.name}: {text}")
+
+    def _quit(self) -> None:
+        """Say goodbye, leave at once (so no later broadcast reaches us), then close."""
+        self._reply("* goodbye")
+        self.room.leave(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _reply(self, text: str) -> None:
+        self.room.send(self, text)

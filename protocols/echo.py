@@ -1,0 +1,26 @@
+"""EchoProtocol: every byte back to the peer, in order, as soon as it arrives.
+
+Owns nothing. It is the protocol the benchmarks measure, so it shows the cheapest path through the
+receive contract: ``buffer.take()`` of a buffer holding one whole chunk returns the very ``bytes``
+object ``recv()`` produced, and ``write()`` hands it straight to ``send()``; no byte is copied.
+
+Read next: ``protocols/line.py``, for protocols that need framing.
+"""
+
+from __future__ import annotations
+
+from reactor.buffer import ByteBuffer
+from reactor.protocol import Protocol
+
+
+class EchoProtocol(Protocol):
+    """Writes back whatever arrives; closes after echoing everything once the peer sends FIN."""
+
+    def data_received(self, buffer: ByteBuffer) -> None:
+        assert self.transport is not None  # set by connection_made; nothing arrives after close
+        self.transport.write(buffer.take())
+
+    def eof_received(self) -> bool:
+        """Close once the echoes are sent: a client that sends, then shuts down its write side,
+        gets every byte back and then our FIN."""
+        return False
