@@ -1,4 +1,4 @@
-"""Socket addresses: parsing what users type and printing what sockets return.
+"""Socket addresses: parsing what users type, printing what sockets return, and binding.
 
 Owns nothing. IPv6 literals contain colons, so a printed address puts them in brackets
 (``[::1]:8080``) exactly as URLs do (RFC 3986), and a host given as ``[::1]`` is accepted too.
@@ -38,3 +38,30 @@ def resolve_stream(host: str | None, port: int, *, passive: bool) -> list[tuple[
     flags = socket.AI_PASSIVE if passive else 0
     return socket.getaddrinfo(strip_brackets(host), port, socket.AF_UNSPEC, socket.SOCK_STREAM,
                               0, flags)
+
+
+def bind_socket(host: str | None, port: int, socktype: int, *, reuse_address: bool,
+                reuse_port: bool = False) -> socket.socket:
+    """``socket()`` and ``bind()`` on the first address ``host`` resolves to.
+
+    ``::`` means every IPv6 and, where the OS allows (IPV6_V6ONLY off), every IPv4 address too
+    (clients from 127.0.0.1 appear as ``::ffff:127.0.0.1``). ``reuse_address`` sets SO_REUSEADDR
+    (see listener.py for why TCP wants it and datagram.py for why UDP must not have it).
+    ``reuse_port`` sets SO_REUSEPORT: several sockets on one port, the kernel spreading the load.
+    Raises ``OSError`` at once if the address is in use or not ours to bind.
+    """
+    family, type_, proto, _, address = socket.getaddrinfo(
+        strip_brackets(host), port, socket.AF_UNSPEC, socktype, 0, socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and address[0] == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -50,6 +50,7 @@ from reactor.address import SocketAddress, format_address
 from reactor.buffer import ByteBuffer
 from reactor.errors import ErrorKind, classify, describe
 from reactor.loop import report_callback_error
+from reactor.transport import BaseTransport
 
 if TYPE_CHECKING:
     from reactor.loop import Reactor
@@ -61,9 +62,6 @@ log = logging.getLogger("reactor.connection")
 #: One ``recv()`` asks for at most this much. Larger reads into fresh ``bytes`` can make glibc
 #: return memory to the OS and fault it back in on every message (shared/bench/README.md).
 MAX_READ_BYTES = 64 * 1024
-#: Send-queue watermarks: crossing HIGH pauses the protocol's writing, draining to LOW resumes it.
-HIGH_WATER_BYTES = 64 * 1024
-LOW_WATER_BYTES = 16 * 1024
 #: Unconsumed input beyond this closes the connection: the one bound on what a peer can make
 #: us hold that the protocol did not take.
 MAX_UNCONSUMED_INPUT_BYTES = 1024 * 1024
@@ -98,14 +96,13 @@ ALLOWED_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 READING_STATES = frozenset({S.OPEN, S.WRITE_SHUT})
 
 
-class Connection:
+class Connection(BaseTransport):
     """The transport of one stream connection (TCP or Unix). See the module docstring."""
 
     __slots__ = (
-        "_reactor", "_poller", "_sock", "_fd", "_recv", "_send", "_protocol", "recv_buffer",
-        "send_buffer", "_state", "_closed", "_write_closed", "_reading", "_writing",
-        "_reading_paused", "_write_paused", "_high_water", "_low_water", "_max_unconsumed",
-        "_eof_pending", "_saw_eof", "_linger_timer", "_peer_address", "_tracer", "_on_closed",
+        "_reactor", "_sock", "_recv", "_send", "recv_buffer", "send_buffer", "_state",
+        "_write_closed", "_reading", "_reading_paused", "_max_unconsumed", "_eof_pending",
+        "_saw_eof", "_linger_timer", "_peer_address", "_on_closed",
     )
 
     def __init__(
@@ -129,14 +126,10 @@ class Connection:
         self._state = ConnectionState.CONNECTING
         # Plain mirrors of the state, for the checks made on every event (the enum is for
         # transitions, logs and repr).
-        self._closed = False
+        self._init_flow_control()
         self._write_closed = False
         self._reading = False
-        self._writing = False
         self._reading_paused = False
-        self._write_paused = False
-        self._high_water = HIGH_WATER_BYTES
-        self._low_water = LOW_WATER_BYTES
         self._max_unconsumed = MAX_UNCONSUMED_INPUT_BYTES
         self._eof_pending = False
         self._saw_eof = False
@@ -152,17 +145,14 @@ class Connection:
         return self._state
 
     @property
-    def protocol(self) -> Protocol:
-        return self._protocol
-
-    @property
     def peer_address(self) -> SocketAddress:
         return self._peer_address
 
     @property
     def peer_name(self) -> str:
-        """The peer as ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
-        return format_address(self._peer_address)
+        """The peer as ``HOST:PORT`` (``[::1]:PORT`` for IPv6). A Unix socket's client is
+        usually unnamed (its address is ``""``), so it is named after our descriptor."""
+        return format_address(self._peer_address) or f"unix-peer-fd{self._fd}"
 
     @property
     def local_address(self) -> SocketAddress:
@@ -171,9 +161,6 @@ class Connection:
     @property
     def trace_label(self) -> str:
         return f"fd={self._fd} {self.peer_name}"
-
-    def fileno(self) -> int:
-        return self._fd
 
     def is_closing(self) -> bool:
         """True once ``close()``/``abort()`` was called or the connection ended."""
@@ -184,9 +171,6 @@ class Connection:
 
     def get_write_buffer_size(self) -> int:
         return len(self.send_buffer)
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._high_water, self._low_water
 
     def __repr__(self) -> str:
         flags = " ".join(name for name, on in (("reading", self._reading),
@@ -296,6 +280,10 @@ class Connection:
             if self._state is S.WRITE_SHUT:
                 raise RuntimeError(f"{self!r}: write() after write_eof()")
             return
+        if type(data) is not bytes:
+            # Count bytes, not items: len() of an array('H') view counts 2-byte items, and
+            # send() returns bytes. Raises TypeError for str and for the ByteBuffer itself.
+            data = memoryview(data).cast("B")
         buffer = self.send_buffer
         if buffer:
             buffer.append(data)
@@ -338,56 +326,13 @@ class Connection:
             return
         self._stop_writing()
         if self._write_paused:
-            self._resume_protocol_writing()
+            self._resume_protocol_writing()  # may write again, or close()
+            if self.send_buffer or self._closed:
+                return
         if self._state is S.CLOSING:
             self._finish_closing()
         elif self._eof_pending:
             self._shutdown_write()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        """Set the send-queue watermarks (asyncio's defaults rule: low is high / 4)."""
-        if high is None:
-            high = HIGH_WATER_BYTES if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not 0 <= low <= high:
-            raise ValueError(f"need 0 <= low <= high, got high={high} low={low}")
-        self._high_water, self._low_water = high, low
-        size = len(self.send_buffer)
-        if not self._write_paused and size > high:
-            self._pause_protocol_writing()
-        elif self._write_paused and size <= low:
-            self._resume_protocol_writing()
-
-    def _pause_protocol_writing(self) -> None:
-        self._write_paused = True
-        if self._tracer is not None:
-            self._trace("pause_writing", high_water=self._high_water)
-        try:
-            self._protocol.pause_writing()
-        except Exception as exc:
-            self._protocol_failed(exc, "pause_writing")
-
-    def _resume_protocol_writing(self) -> None:
-        self._write_paused = False
-        if self._tracer is not None:
-            self._trace("resume_writing", low_water=self._low_water)
-        if self._closed:
-            return
-        try:
-            self._protocol.resume_writing()
-        except Exception as exc:
-            self._protocol_failed(exc, "resume_writing")
-
-    def _start_writing(self) -> None:
-        if not self._writing:
-            self._writing = True
-            self._poller.set_writer(self._fd, self._on_writable)
-
-    def _stop_writing(self) -> None:
-        if self._writing:
-            self._writing = False
-            self._poller.remove_writer(self._fd)
 
     # -- half-close, close, abort ----------------------------------------------------------------
 
@@ -433,6 +378,8 @@ class Connection:
     def _finish_closing(self) -> None:
         """The queue is flushed. Close now if the peer has sent FIN; otherwise send ours and wait
         (briefly) for theirs, discarding input, so the kernel sends FIN rather than RST."""
+        if self._linger_timer is not None:
+            return  # already lingering
         if self._saw_eof:
             self._teardown(None)
             return

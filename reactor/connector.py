@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reactor.connector")
 
-#: What a non-blocking ``connect()`` returns while the handshake goes on (EAGAIN: Unix sockets).
-CONNECT_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
+#: What a non-blocking TCP ``connect()`` returns while the handshake goes on. (A Unix socket
+#: connects at once or fails; its EAGAIN means the server's backlog is full, and is an error.)
+CONNECT_IN_PROGRESS = errno.EINPROGRESS
 
 
 class Connector:
@@ -75,6 +76,19 @@ class Connector:
         connector._try_next(None)
         return connector
 
+    @classmethod
+    def start_unix(
+        cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *,
+        timeout: float | None, on_error: Callable[[BaseException], Any] | None,
+    ) -> Connector:
+        connector = cls(reactor, protocol_factory, path, on_error)
+        if timeout is not None:
+            connector._timeout_timer = reactor.call_later(
+                timeout, connector._timed_out, timeout)
+        connector._addresses = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
+        connector._try_next(None)
+        return connector
+
     @property
     def trace_label(self) -> str:
         return f"connect {self.target}"
@@ -105,7 +119,7 @@ class Connector:
                 self._sock = sock
                 self._reactor.call_soon(self._connected, sock)
                 return
-            if code in CONNECT_IN_PROGRESS:
+            if code == CONNECT_IN_PROGRESS:
                 self._sock = sock
                 self._reactor.poller.set_writer(sock.fileno(), self._on_writable)
                 if self._reactor.tracer is not None:
@@ -139,17 +153,17 @@ class Connector:
         if self._done:
             return  # cancelled or timed out in between
         self._sock = None
+        try:
+            peer_address = sock.getpeername() or self.target  # a Unix peer: its path
+        except OSError as exc:  # reset between the handshake and now
+            sock.close()
+            self._fail(exc)
+            return
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()
         self._done = True
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see listener.py
-        try:
-            peer_address = sock.getpeername()
-        except OSError as exc:  # reset between the handshake and now
-            sock.close()
-            self._fail(exc)
-            return
         try:
             protocol = self._protocol_factory()
         except Exception as exc:

@@ -24,11 +24,14 @@ Read next: ``reactor/connection.py``.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
+import stat
 from typing import TYPE_CHECKING, Any, Callable
 
-from reactor.address import SocketAddress, format_address, resolve_stream
+from reactor.address import SocketAddress, bind_socket, format_address
 from reactor.connection import Connection
 from reactor.errors import ErrorKind, classify, describe
 from reactor.loop import report_callback_error
@@ -57,6 +60,7 @@ class Listener:
         self._closed = False
         self._retry_timer: Timer | None = None
         self._accept_failing = False  # logged once per episode, not on every retry
+        self._unix_path_inode: tuple[str, int] | None = None
         sock.setblocking(False)
         reactor.poller.set_reader(sock.fileno(), self._on_readable)
         if reactor.tracer is not None:
@@ -67,25 +71,46 @@ class Listener:
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None, port: int,
         *, backlog: int = 128, reuse_port: bool = False,
     ) -> Listener:
-        """``socket() / bind() / listen()`` on the first address ``host`` resolves to.
-
-        ``::`` means every IPv6 and, where the OS allows (IPV6_V6ONLY off), every IPv4 address
-        too. Raises ``OSError`` if the address is in use or not ours to bind.
-        """
-        family, type_, proto, _, address = resolve_stream(host, port, passive=True)[0]
-        sock = socket.socket(family, type_, proto)
+        """``socket() / bind() / listen()`` on the first address ``host`` resolves to
+        (``reactor.address.bind_socket``). Raises ``OSError`` if it cannot be bound."""
+        sock = bind_socket(host, port, socket.SOCK_STREAM, reuse_address=True,
+                           reuse_port=reuse_port)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6 and address[0] == "::":
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind(address)
             sock.listen(backlog)
         except BaseException:
             sock.close()
             raise
         return cls(reactor, sock, protocol_factory)
+
+    @classmethod
+    def open_unix(
+        cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str,
+        *, backlog: int = 128,
+    ) -> Listener:
+        """Listen on a Unix domain stream socket at ``path``, replacing a stale socket file.
+
+        A server that dies without cleaning up leaves its socket file behind, and ``bind()``
+        then fails with EADDRINUSE although nobody listens. We tell the two cases apart the
+        only reliable way: connect to it. ECONNREFUSED means no listener: the file is stale
+        and is replaced. A successful connect means a live server: we refuse to steal its path.
+        A file that is not a socket is never removed.
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                remove_stale_unix_socket(path)
+                sock.bind(path)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        listener = cls(reactor, sock, protocol_factory)
+        listener._unix_path_inode = (path, os.stat(path).st_ino)
+        return listener
 
     @property
     def name(self) -> str:
@@ -116,6 +141,8 @@ class Listener:
                 self._accept_failing = False
                 log.warning("%s: accepting again", self.name)
             self._accepted(sock, peer_address)
+            if self._closed:
+                return  # a protocol closed us from connection_made: the socket is gone
 
     def _accepted(self, sock: socket.socket, peer_address: SocketAddress) -> None:
         sock.setblocking(False)
@@ -166,3 +193,28 @@ class Listener:
             self._retry_timer.cancel()
         self._reactor.poller.remove(self._sock.fileno())
         self._sock.close()
+        if self._unix_path_inode is not None:
+            path, inode = self._unix_path_inode
+            try:
+                if os.stat(path).st_ino == inode:  # still ours, not a successor's
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def remove_stale_unix_socket(path: str) -> None:
+    """Unlink ``path`` if it is a socket nobody listens on; raise ``OSError`` otherwise."""
+    if not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise OSError(errno.EADDRINUSE, f"{path} exists and is not a socket; not removing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: left behind by a server that is gone
+        return
+    except OSError as exc:
+        if exc.errno != errno.EAGAIN:  # EAGAIN: a live server with a full backlog
+            raise
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"{path} is in use by a running server")

@@ -34,6 +34,7 @@ from reactor.waker import Waker
 
 if TYPE_CHECKING:
     from reactor.connector import Connector
+    from reactor.datagram import DatagramTransport
     from reactor.listener import Listener
     from reactor.trace import Tracer
 
@@ -160,6 +161,53 @@ class Reactor:
         return Connector.start_tcp(self, protocol_factory, host, port, timeout=timeout,
                                    on_error=on_error)
 
+    # -- Unix domain sockets ------------------------------------------------------------------
+
+    def listen_unix(
+        self, protocol_factory: ProtocolFactory, path: str, *, backlog: int = 128
+    ) -> Listener:
+        """Listen on a Unix stream socket at ``path``: the same connections and protocols as
+        TCP, for clients on this machine. A stale socket file is replaced; a live server's is
+        not (``OSError`` EADDRINUSE). ``listener.close()`` removes the file."""
+        from reactor.listener import Listener
+
+        return Listener.open_unix(self, protocol_factory, path, backlog=backlog)
+
+    def connect_unix(
+        self, protocol_factory: ProtocolFactory, path: str, *, timeout: float | None = 10.0,
+        on_error: Callable[[BaseException], Any] | None = None,
+    ) -> Connector:
+        """Connect to a Unix stream socket; failures reach ``on_error`` as with ``connect_tcp``."""
+        from reactor.connector import Connector
+
+        return Connector.start_unix(self, protocol_factory, path, timeout=timeout,
+                                    on_error=on_error)
+
+    # -- UDP -------------------------------------------------------------------------------
+
+    def listen_udp(
+        self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
+        *, reuse_port: bool = False,
+    ) -> DatagramTransport:
+        """Bind a UDP socket on ``host:port``; each datagram reaches ``datagram_received``.
+
+        There is no connection: the transport's ``sendto(data, addr)`` names the destination
+        of every datagram. Raises ``OSError`` at once if the address cannot be bound.
+        """
+        from reactor.datagram import DatagramTransport
+
+        return DatagramTransport.listen(self, protocol_factory, host, port, reuse_port=reuse_port)
+
+    def connect_udp(
+        self, protocol_factory: ProtocolFactory, host: str, port: int,
+    ) -> DatagramTransport:
+        """A UDP socket with a default destination (``connect()`` sends nothing: UDP has no
+        handshake). Replies from other addresses are filtered by the kernel, and an ICMP
+        "port unreachable" comes back as ``error_received(ConnectionRefusedError)``."""
+        from reactor.datagram import DatagramTransport
+
+        return DatagramTransport.connect(self, protocol_factory, host, port)
+
     # -- signals -----------------------------------------------------------------------------
 
     def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
@@ -201,7 +249,8 @@ class Reactor:
         """Run passes until ``stop()``. Returns normally; KeyboardInterrupt/SystemExit propagate."""
         if self._running:
             raise RuntimeError("the reactor is already running")
-        self._stopping = False
+        # _stopping is not reset here: a stop() that came first (from a signal, another thread,
+        # or a callback run by run_once) still counts, and run() returns after one pass.
         self._running = True
         try:
             while not self._stopping:
