@@ -9,6 +9,7 @@ from reactor.address import format_address
 from reactor.buffer import ByteBuffer
 from reactor.connection import Connection, ConnectionState
 from reactor.connector import Connector
+from reactor.datagram import DatagramProtocol, DatagramTransport
 from reactor.listener import Listener
 from reactor.loop import Reactor
 from reactor.protocol import Protocol
@@ -16,6 +17,7 @@ from reactor.timers import Handle, Timer
 from reactor.trace import LoggingTracer, Tracer
 
 __all__ = [
-    "ByteBuffer", "Connection", "ConnectionState", "Connector", "Handle", "Listener",
+    "ByteBuffer", "Connection", "ConnectionState", "Connector", "DatagramProtocol",
+    "DatagramTransport", "Handle", "Listener",
     "LoggingTracer", "Protocol", "Reactor", "Timer", "Tracer", "format_address",
 ]

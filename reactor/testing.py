@@ -30,14 +30,12 @@ from typing import TYPE_CHECKING, cast
 
 from reactor.address import SocketAddress, format_address
 from reactor.buffer import ByteBuffer
+from reactor.transport import HIGH_WATER_BYTES, LOW_WATER_BYTES, resolve_write_limits
 
 if TYPE_CHECKING:
     from reactor.connection import Connection
     from reactor.protocol import Protocol
 
-#: The same defaults as the real connection's flow control (DESIGN.md).
-HIGH_WATER_BYTES = 64 * 1024
-LOW_WATER_BYTES = 16 * 1024
 
 
 class FakeTransport:
@@ -139,14 +137,7 @@ class FakeTransport:
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Same rule as the real one (asyncio's): ``low`` defaults to a quarter of ``high``, and
         a queue already past a new mark calls ``pause_writing``/``resume_writing`` at once."""
-        if high is None:
-            high = HIGH_WATER_BYTES if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not 0 <= low <= high:
-            raise ValueError(f"need 0 <= low <= high, got high={high} low={low}")
-        self.high_water_bytes = high
-        self.low_water_bytes = low
+        self.high_water_bytes, self.low_water_bytes = resolve_write_limits(high, low)
         self._check_high_water()
         self._check_low_water()
 
