@@ -10,43 +10,21 @@ from __future__ import annotations
 
 import sys
 
-from examples.cli import ClientRun, StdinReader, client_parser, make_reactor
-from protocols.line import LineProtocol
-from reactor import Connection
-from reactor.address import strip_brackets
+from examples.cli import ClientRun, TerminalClient, client_parser, make_reactor
 from reactor.errors import describe
 
 
-class ChatClient(LineProtocol):
-    def __init__(self, run: ClientRun) -> None:
-        self.run = run
-        self.stdin = StdinReader(run.reactor, self.stdin_received)
-
-    def connection_made(self, transport: Connection) -> None:
-        super().connection_made(transport)
-        self.stdin.start()
-
+class ChatClient(TerminalClient):
     def stdin_received(self, data: bytes) -> None:
         if self.transport is None:
             return
         if data:
             self.transport.write(data)
         else:
-            self.transport.write_eof()  # the server sees our FIN, says goodbye and closes
-
-    def line_received(self, line: bytes) -> None:
-        sys.stdout.write(line.decode("utf-8", "replace") + "\n")
-        sys.stdout.flush()
-
-    def pause_writing(self) -> None:
-        self.stdin.pause()  # as in uppercase_client: never stop reading the room
-
-    def resume_writing(self) -> None:
-        self.stdin.resume()
+            self.transport.write_eof()  # the server sees our FIN, and closes its side too
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
-        self.stdin.pause()
         if exc is None:
             self.run.finish(0)
         else:
@@ -56,9 +34,7 @@ class ChatClient(LineProtocol):
 def main(argv: list[str] | None = None) -> int:
     args = client_parser(__doc__.splitlines()[0]).parse_args(argv)
     run = ClientRun(make_reactor(args), "chat_client")
-    host = strip_brackets(args.host)
-    run.reactor.connect_tcp(lambda: ChatClient(run), host, args.port, timeout=args.timeout,
-                            on_error=run.connect_failed(host, args.port))
+    run.connect(lambda: ChatClient(run), args)
     return run.run()
 
 

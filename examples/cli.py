@@ -17,10 +17,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from reactor import Listener, LoggingTracer, Reactor
+from protocols.line import LineProtocol
+from reactor import Connection, LoggingTracer, Reactor
 from reactor.address import format_address, strip_brackets
+from reactor.datagram import DatagramState
 from reactor.errors import describe
 
 #: How long shutdown waits for queued output to reach slow clients before aborting them.
@@ -33,11 +35,20 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def port_number(text: str) -> int:
+    """An argparse type: 0 to 65535. (getaddrinfo would quietly take a larger port modulo
+    65536, and a server asked for port 70000 would listen on 4464.)"""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0 to 65535, not {port}")
+    return port
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to use: an IPv4/IPv6 literal ([::1] accepted) or a name "
-                             "(default: %(default)s)")
+                        help="address to use: an IPv4/IPv6 literal ([::1] accepted; :: is "
+                             "every IPv6 and IPv4 address) or a name (default: %(default)s)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"],
                         help="logging threshold on stderr (default: %(default)s)")
@@ -47,18 +58,28 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def server_parser(description: str) -> argparse.ArgumentParser:
+def server_parser(description: str, *, udp: bool = False) -> argparse.ArgumentParser:
     parser = base_parser(description)
-    parser.add_argument("--port", type=int, default=0,
-                        help="TCP port; 0 picks any free port (default: %(default)s)")
+    parser.add_argument("--port", type=port_number, default=0,
+                        help=f"{'UDP' if udp else 'TCP'} port; 0 picks any free port "
+                             "(default: %(default)s)")
+    if not udp:
+        parser.add_argument("--unix", metavar="PATH",
+                            help="listen on a Unix domain socket at PATH instead")
     return parser
 
 
-def client_parser(description: str) -> argparse.ArgumentParser:
+def client_parser(description: str, *, udp: bool = False,
+                  timeout: float = 10.0) -> argparse.ArgumentParser:
     parser = base_parser(description)
-    parser.add_argument("--port", type=int, required=True, help="the server's TCP port")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for the connection (default: %(default)s)")
+    parser.add_argument("--port", type=port_number, required=udp,
+                        help=f"the server's {'UDP' if udp else 'TCP'} port")
+    if not udp:
+        parser.add_argument("--unix", metavar="PATH",
+                            help="connect to a Unix domain socket at PATH instead")
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help=f"seconds to wait for {'each reply' if udp else 'the connection'} "
+                             "(default: %(default)s)")
     return parser
 
 
@@ -73,21 +94,39 @@ def make_reactor(args: argparse.Namespace) -> Reactor:
     return Reactor(tracer=tracer)
 
 
-def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace,
-               program: str) -> int:
-    """Listen, announce, serve until SIGINT/SIGTERM, shut down gracefully. Returns the exit code."""
+def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, program: str,
+               *, udp: bool = False) -> int:
+    """Listen (TCP, Unix or UDP), announce, serve until SIGINT/SIGTERM, shut down gracefully.
+
+    Returns the exit status: 0 after a signal, 2 if the address cannot be bound.
+    """
     reactor = make_reactor(args)
     host = strip_brackets(args.host)
+    unix_path = getattr(args, "unix", None)
+    where = f"unix:{unix_path}" if unix_path else format_address((host, args.port))
     try:
-        listener = reactor.listen_tcp(protocol_factory, host, args.port)
+        if udp:
+            transport = reactor.listen_udp(protocol_factory, host, args.port)
+            shutdown = GracefulShutdown(reactor, lambda: None, lambda: (
+                [] if transport.state is DatagramState.CLOSED else [transport]))
+            name = format_address(transport.local_address)
+        else:
+            if unix_path:
+                listener = reactor.listen_unix(protocol_factory, unix_path)
+            else:
+                listener = reactor.listen_tcp(protocol_factory, host, args.port)
+            shutdown = GracefulShutdown(reactor, listener.close,
+                                        lambda: list(listener.connections))
+            name = f"unix:{listener.name}" if unix_path else listener.name
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        print(f"{program}: cannot listen on {format_address((host, args.port))}: {reason}",
+        print(f"{program}: cannot listen on {where}{' (UDP)' if udp else ''}: {reason}",
               file=sys.stderr)
         reactor.close()
         return EXIT_USAGE
-    print(f"listening on {listener.name}", flush=True)
-    GracefulShutdown(reactor, listener).install()
+    # Handlers before the announcement: a supervisor may signal the moment it reads it.
+    shutdown.install()
+    print(f"listening on {name}", flush=True)
     try:
         reactor.run()
     finally:
@@ -95,13 +134,20 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace,
     return EXIT_OK
 
 
-class GracefulShutdown:
-    """First signal: stop accepting, close every connection (flushing), stop when all are gone
-    or the grace period ends. Second signal: abort everything now."""
+class Closable(Protocol):
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
 
-    def __init__(self, reactor: Reactor, listener: Listener) -> None:
+
+class GracefulShutdown:
+    """First signal: stop listening, close every transport (each flushes its queue), stop when
+    all are gone or after ``SHUTDOWN_GRACE_SECONDS``. Second signal: abort everything now."""
+
+    def __init__(self, reactor: Reactor, stop_listening: Callable[[], object],
+                 open_transports: Callable[[], list[Closable]]) -> None:
         self._reactor = reactor
-        self._listener = listener
+        self._stop_listening = stop_listening
+        self._open_transports = open_transports
         self._started = False
 
     def install(self) -> None:
@@ -113,23 +159,24 @@ class GracefulShutdown:
             self._abort_all()
             return
         self._started = True
+        transports = self._open_transports()
         logging.getLogger("examples").info("shutting down: closing %d connections",
-                                          len(self._listener.connections))
-        self._listener.close()
-        for connection in list(self._listener.connections):
-            connection.close()
+                                          len(transports))
+        self._stop_listening()
+        for transport in transports:
+            transport.close()
         self._reactor.call_later(SHUTDOWN_GRACE_SECONDS, self._abort_all)
         self._stop_when_idle()
 
     def _stop_when_idle(self) -> None:
-        if self._listener.connections:
+        if self._open_transports():
             self._reactor.call_later(0.05, self._stop_when_idle)
         else:
             self._reactor.stop()
 
     def _abort_all(self) -> None:
-        for connection in list(self._listener.connections):
-            connection.abort()
+        for transport in self._open_transports():
+            transport.abort()
         # connection_lost runs on the next pass; stop after it.
         self._reactor.call_soon(self._reactor.stop)
 
@@ -205,7 +252,20 @@ class ClientRun:
         self.exit_code = exit_code
         self.reactor.stop()
 
-    def connect_failed(self, host: str, port: int) -> Callable[[BaseException], None]:
+    def connect(self, protocol_factory: Callable[[], Any], args: argparse.Namespace) -> None:
+        """Connect as the client flags say: ``--unix PATH``, or ``--host`` and ``--port``."""
+        if args.unix:
+            self.reactor.connect_unix(protocol_factory, args.unix, timeout=args.timeout,
+                                      on_error=self.connect_failed(f"unix:{args.unix}"))
+            return
+        if args.port is None:
+            self.finish(EXIT_USAGE, "give --port (with --host) or --unix PATH")
+            return
+        host = strip_brackets(args.host)
+        self.reactor.connect_tcp(protocol_factory, host, args.port, timeout=args.timeout,
+                                 on_error=self.connect_failed(format_address((host, args.port))))
+
+    def connect_failed(self, target: str) -> Callable[[BaseException], None]:
         """An ``on_error`` for ``connect_tcp``: one line on stderr, exit status 1."""
 
         def on_error(exc: BaseException) -> None:
@@ -215,8 +275,7 @@ class ClientRun:
                 reason = exc.strerror
             else:
                 reason = describe(exc)
-            self.finish(EXIT_FAILURE, f"cannot connect to {format_address((host, port))}: "
-                                      f"{reason}")
+            self.finish(EXIT_FAILURE, f"cannot connect to {target}: {reason}")
 
         return on_error
 
@@ -228,3 +287,35 @@ class ClientRun:
         finally:
             self.reactor.close()
         return self.exit_code
+
+
+class TerminalClient(LineProtocol):
+    """A line client with stdin on the same reactor: prints each line that arrives, forwards
+    what stdin gives (``stdin_received``), and pauses stdin, never the socket, while the send
+    queue is over its high-water mark: stopping to read the server while it waits for us to
+    read would leave both sides waiting with full buffers."""
+
+    def __init__(self, run: ClientRun) -> None:
+        self.run = run
+        self.stdin = StdinReader(run.reactor, self.stdin_received)
+
+    def connection_made(self, transport: Connection) -> None:
+        super().connection_made(transport)
+        self.stdin.start()
+
+    def stdin_received(self, data: bytes) -> None:
+        """``data`` from stdin; ``b""`` at its EOF. Override to send it."""
+
+    def line_received(self, line: bytes) -> None:
+        sys.stdout.write(line.decode("utf-8", "replace") + "\n")
+        sys.stdout.flush()
+
+    def pause_writing(self) -> None:
+        self.stdin.pause()
+
+    def resume_writing(self) -> None:
+        self.stdin.resume()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self.stdin.pause()
