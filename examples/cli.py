@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from protocols.line import LineProtocol
-from reactor import Connection, LoggingTracer, Reactor
+from reactor import Connection, Reactor
+from reactor.trace import JsonTracer, PassTracer, TeeTracer, Tracer
 from reactor.address import format_address, strip_brackets
 from reactor.datagram import DatagramState
 from reactor.errors import describe
@@ -53,8 +54,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                         choices=["debug", "info", "warning", "error"],
                         help="logging threshold on stderr (default: %(default)s)")
     parser.add_argument("--trace", action="store_true",
-                        help="log every reactor event (accepts, reads, writes, EOF, closes, "
-                             "buffer sizes) to stderr")
+                        help="log every loop pass to stderr: why it woke, each accept, recv, "
+                             "send, shutdown and close, each protocol callback, buffer sizes")
+    parser.add_argument("--trace-json", metavar="FILE",
+                        help="write the same events to FILE as JSON lines, for tools")
     return parser
 
 
@@ -84,14 +87,27 @@ def client_parser(description: str, *, udp: bool = False,
 
 
 def make_reactor(args: argparse.Namespace) -> Reactor:
-    """Logging to stderr as the flags say, and a reactor with a tracer under ``--trace``."""
+    """Logging to stderr as the flags say, and a reactor traced as ``--trace`` and
+    ``--trace-json`` say. Call ``finish_tracing`` when the loop is done."""
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tracer = None
+    tracers: list[Tracer] = []
     if args.trace:
         logging.getLogger("reactor.trace").setLevel(logging.INFO)
-        tracer = LoggingTracer()
+        tracers.append(PassTracer())
+    if args.trace_json:
+        tracers.append(JsonTracer(open(args.trace_json, "w", encoding="utf-8")))
+    tracer = tracers[0] if len(tracers) == 1 else TeeTracer(*tracers) if tracers else None
     return Reactor(tracer=tracer)
+
+
+def close_reactor(reactor: Reactor) -> None:
+    """Print the last pass's trace block and release the reactor."""
+    tracers = getattr(reactor.tracer, "tracers", (reactor.tracer,))
+    for tracer in tracers:
+        if isinstance(tracer, PassTracer):
+            tracer.flush()
+    reactor.close()
 
 
 def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, program: str,
@@ -122,7 +138,7 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
         reason = exc.strerror or str(exc)
         print(f"{program}: cannot listen on {where}{' (UDP)' if udp else ''}: {reason}",
               file=sys.stderr)
-        reactor.close()
+        close_reactor(reactor)
         return EXIT_USAGE
     # Handlers before the announcement: a supervisor may signal the moment it reads it.
     shutdown.install()
@@ -130,7 +146,7 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
     try:
         reactor.run()
     finally:
-        reactor.close()
+        close_reactor(reactor)
     return EXIT_OK
 
 
@@ -285,7 +301,7 @@ class ClientRun:
         try:
             self.reactor.run()
         finally:
-            self.reactor.close()
+            close_reactor(self.reactor)
         return self.exit_code
 
 

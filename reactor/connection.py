@@ -100,9 +100,13 @@ class Connection(BaseTransport):
     """The transport of one stream connection (TCP or Unix). See the module docstring."""
 
     __slots__ = (
-        "_reactor", "_sock", "_recv", "_send", "recv_buffer", "send_buffer", "_state",
+        "_sock", "_recv", "_send", "recv_buffer", "send_buffer", "_state",
         "_write_closed", "_reading", "_reading_paused", "_max_unconsumed", "_eof_pending",
         "_saw_eof", "_linger_timer", "_peer_address", "_on_closed",
+        # Counters (see ``stats()``): the first four are updated on every event, the rest only
+        # on the slow paths (queueing, pausing, state changes), so they cost nothing per byte.
+        "bytes_received", "bytes_sent", "reads", "writes", "partial_sends", "would_blocks",
+        "peak_recv_buffer", "peak_send_buffer", "history",
     )
 
     def __init__(
@@ -137,6 +141,11 @@ class Connection(BaseTransport):
         self._peer_address = peer_address
         self._tracer = reactor.tracer
         self._on_closed = on_closed
+        self.bytes_received = self.bytes_sent = self.reads = self.writes = 0
+        self.partial_sends = self.would_blocks = 0
+        self.peak_recv_buffer = self.peak_send_buffer = 0
+        #: ``(when, state)`` for every state entered, on the reactor's clock.
+        self.history: list[tuple[float, ConnectionState]] = [(reactor.time(), self._state)]
 
     # -- what users can look at ----------------------------------------------------------------
 
@@ -172,6 +181,20 @@ class Connection(BaseTransport):
     def get_write_buffer_size(self) -> int:
         return len(self.send_buffer)
 
+    def stats(self) -> dict[str, Any]:
+        """Everything this connection has counted, for snapshots, ``/stats`` and tests."""
+        return {
+            "fd": self._fd, "peer": self.peer_name, "state": self._state.name,
+            "reading": self._reading, "writing": self._writing,
+            "recv_buffer": len(self.recv_buffer), "send_buffer": len(self.send_buffer),
+            "bytes_received": self.bytes_received, "bytes_sent": self.bytes_sent,
+            "reads": self.reads, "writes": self.writes, "partial_sends": self.partial_sends,
+            "would_blocks": self.would_blocks, "watermark_pauses": self.pauses,
+            "paused_seconds": round(self.paused_time(), 6), "peak_recv_buffer": self.peak_recv_buffer,
+            "peak_send_buffer": self.peak_send_buffer,
+            "history": [(round(when, 6), state.name) for when, state in self.history],
+        }
+
     def __repr__(self) -> str:
         flags = " ".join(name for name, on in (("reading", self._reading),
                                                ("writing", self._writing)) if on)
@@ -186,6 +209,9 @@ class Connection(BaseTransport):
     def _start(self) -> None:
         """Called by the listener or connector once the socket is connected."""
         self._set_state(S.OPEN)
+        self._reactor.transports.add(self)
+        if self._tracer is not None:
+            self._trace("connection_made")
         try:
             self._protocol.connection_made(self)
         except Exception as exc:
@@ -207,18 +233,30 @@ class Connection(BaseTransport):
         if not data:
             self._on_eof()
             return
+        self.reads += 1
+        self.bytes_received += len(data)
         buffer = self.recv_buffer
         buffer.append(data)
         if self._tracer is not None:
             self._trace("recv", bytes=len(data))
+            self._trace("calling data_received")
         try:
             self._protocol.data_received(buffer)
         except Exception as exc:
             self._protocol_failed(exc, "data_received")
             return
-        if len(buffer) > self._max_unconsumed and not self._closed:
+        if self._tracer is not None:
+            self._trace("data_received returned")  # the buffer sizes show what it took
+        if buffer:
+            self._input_left_over(len(buffer))
+
+    def _input_left_over(self, size: int) -> None:
+        """The protocol left ``size`` bytes unconsumed: note the peak, enforce the limit."""
+        if size > self.peak_recv_buffer:
+            self.peak_recv_buffer = size
+        if size > self._max_unconsumed and not self._closed:
             log.warning("%r: %d bytes of input not consumed by the protocol (limit %d); closing",
-                        self, len(buffer), self._max_unconsumed)
+                        self, size, self._max_unconsumed)
             self.close()
 
     def _on_eof(self) -> None:
@@ -232,6 +270,10 @@ class Connection(BaseTransport):
         except Exception as exc:
             self._protocol_failed(exc, "eof_received")
             return
+        if self._tracer is not None:
+            self._trace("eof_received returned", value=bool(keep_open),
+                        meaning="stay half-open: we may still write" if keep_open else
+                        "close once our queue is sent")
         if self.is_closing():
             return  # the protocol closed it from eof_received
         if self._state is S.WRITE_SHUT or not keep_open:
@@ -294,14 +336,20 @@ class Connection(BaseTransport):
                 if classify(exc) is not ErrorKind.WOULD_BLOCK:
                     self._io_failed(exc, "send")
                     return
-                sent = 0
-            if self._tracer is not None:
-                self._trace_send(sent, len(data))
+                sent = -1
             if sent == len(data):
+                self.writes += 1
+                self.bytes_sent += sent
+                if self._tracer is not None:
+                    self._trace_send(sent, sent)
                 return
-            buffer.append_unsent(data, sent)
+            self._send_fell_short(sent, len(data))
+            buffer.append_unsent(data, max(sent, 0))
             self._start_writing()
-        if not self._write_paused and len(buffer) > self._high_water:
+        size = len(buffer)
+        if size > self.peak_send_buffer:
+            self.peak_send_buffer = size
+        if not self._write_paused and size > self._high_water:
             self._pause_protocol_writing()
 
     def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -309,16 +357,35 @@ class Connection(BaseTransport):
         for data in lines:
             self.write(data)
 
+    def _send_fell_short(self, sent: int, wanted: int) -> None:
+        """Count a send that took less than asked: ``sent`` -1 means EAGAIN (nothing taken)."""
+        if sent < 0:
+            self.would_blocks += 1
+        else:
+            self.writes += 1
+            self.bytes_sent += sent
+            self.partial_sends += 1
+        if self._tracer is not None:
+            self._trace_send(sent, wanted)
+
     def _on_writable(self) -> None:
         buffer = self.send_buffer
         chunks = buffer.head_chunks(SENDMSG_MAX_CHUNKS)
         try:
             sent = self._send(chunks[0]) if len(chunks) == 1 else self._sock.sendmsg(chunks)
         except OSError as exc:
-            self._io_failed(exc, "send")
+            if classify(exc) is ErrorKind.WOULD_BLOCK:
+                self._send_fell_short(-1, len(buffer))  # a spurious wakeup: try again later
+            else:
+                self._io_failed(exc, "send")
             return
-        if self._tracer is not None:
-            self._trace_send(sent, len(buffer))
+        if sent < len(buffer):
+            self._send_fell_short(sent, len(buffer))
+        else:
+            self.writes += 1
+            self.bytes_sent += sent
+            if self._tracer is not None:
+                self._trace_send(sent, sent)
         buffer.consume(sent)
         if buffer:
             if self._write_paused and len(buffer) <= self._low_water:
@@ -432,11 +499,16 @@ class Connection(BaseTransport):
             self._linger_timer = None
         self._poller.remove(self._fd)  # before close(): see poller.py
         self._sock.close()
+        self._reactor.transports.discard(self)
+        if self._tracer is not None:
+            self._trace("close", meaning="socket closed; connection_lost follows on the next pass")
         self.recv_buffer.clear()
         self.send_buffer.clear()
         self._reactor.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._tracer is not None:
+            self._trace("connection_lost", exc=describe(exc) if exc is not None else None)
         try:
             self._protocol.connection_lost(exc)
         except Exception as error:
@@ -469,6 +541,7 @@ class Connection(BaseTransport):
         if new not in ALLOWED_TRANSITIONS[old]:
             raise RuntimeError(f"{self!r}: illegal state change {old.name} -> {new.name}")
         self._state = new
+        self.history.append((self._reactor.time(), new))
         if new is not S.OPEN and new is not S.HALF_CLOSED:
             self._write_closed = True
         if self._tracer is not None:
@@ -485,6 +558,11 @@ class Connection(BaseTransport):
     def _trace_send(self, sent: int, wanted: int) -> None:
         if sent == wanted:
             self._trace("send", bytes=sent)
+        elif sent < 0:
+            self._trace("send", bytes=0, of=wanted, error="EAGAIN",
+                        meaning="the kernel's send buffer is full; queued, waiting for "
+                                "writability")
         else:
             self._trace("send", bytes=sent, of=wanted,
-                        meaning="partial: the kernel's send buffer is full; waiting for writability")
+                        meaning=f"partial: the kernel took {sent} of {wanted}; the rest is "
+                                "queued until the socket is writable")

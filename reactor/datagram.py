@@ -164,7 +164,7 @@ class DatagramTransport(BaseTransport):
     """
 
     __slots__ = (
-        "_reactor", "_sock", "_recvfrom", "_send", "_sendto", "_state", "_closing", "_queue",
+        "_sock", "_recvfrom", "_send", "_sendto", "_state", "_closing", "_queue",
         "_queued_bytes", "_retry_timer", "_local_address", "_peer_address", "_max_datagram",
     )
 
@@ -261,6 +261,7 @@ class DatagramTransport(BaseTransport):
         return transport
 
     def _start(self) -> None:
+        self._reactor.transports.add(self)
         if self._tracer is not None:
             self._trace("open", local=format_address(self._local_address),
                         peer=self.peer_name or "none")
@@ -305,6 +306,17 @@ class DatagramTransport(BaseTransport):
     def is_closing(self) -> bool:
         """True once ``close()``/``abort()`` was called or the socket failed."""
         return self._closing
+
+    def stats(self) -> dict[str, Any]:
+        """State, queue and flow-control figures, for snapshots (the same keys as a stream's
+        where they mean the same thing)."""
+        return {
+            "fd": self._fd, "local": format_address(self._local_address),
+            "peer": self.peer_name or None, "state": self._state.name,
+            "writing": self._writing, "send_queue_datagrams": len(self._queue),
+            "send_buffer": self._queued_bytes, "watermark_pauses": self.pauses,
+            "paused_seconds": round(self.paused_time(), 6),
+        }
 
     def get_write_buffer_size(self) -> int:
         """Bytes of whole datagrams queued and not yet accepted by the kernel."""
@@ -484,6 +496,7 @@ class DatagramTransport(BaseTransport):
             self._retry_timer = None
         self._poller.remove(self._fd)  # before close(): see poller.py
         self._sock.close()
+        self._reactor.transports.discard(self)
         if self._queue and self._tracer is not None:
             self._trace("drop", datagrams=len(self._queue), meaning="closed with a queue")
         self._queue.clear()

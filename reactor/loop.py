@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from reactor import introspect
 from reactor.poller import Poller
 from reactor.timers import Handle, Timer, TimerQueue
 from reactor.waker import Waker
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from reactor.datagram import DatagramTransport
     from reactor.listener import Listener
     from reactor.trace import Tracer
+    from reactor.transport import BaseTransport
 
 log = logging.getLogger("reactor")
 
@@ -68,9 +70,14 @@ class Reactor:
         self._running = False
         self._closed = False
         self._waker = Waker()
-        self._poller.set_reader(self._waker.fileno(), self._waker.drain)
+        self._poller.set_reader(self._waker.fileno(), self._on_wakeup)
         self._signal_handlers: dict[int, Any] = {}
         self._previous_wakeup_fd: int | None = None
+        #: Every open transport (connections, datagram sockets), for snapshots and tracers.
+        self.transports: set[BaseTransport] = set()
+        #: Loop passes run so far, and the longest time one pass spent working (not waiting).
+        self.passes = 0
+        self.slowest_pass_seconds = 0.0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._running else "idle")
@@ -80,6 +87,10 @@ class Reactor:
         )
 
     # -- time and callbacks -------------------------------------------------------------------
+
+    @property
+    def trace_label(self) -> str:
+        return "reactor"
 
     def time(self) -> float:
         """Seconds on the loop's monotonic clock: the base of every ``when``."""
@@ -278,12 +289,24 @@ class Reactor:
             if next_due is not None:
                 until_due = max(0.0, next_due - self.time())
                 wait = until_due if wait is None else min(wait, until_due)
-        self._poller.poll(wait)
-        ready.extend(self._timers.pop_due(self.time()))
+        tracer = self.tracer
+        if tracer is None:
+            self._poller.poll(wait)
+        else:
+            introspect.trace_pass_start(self, tracer, wait, timeout)
+            self._poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
+        woke_at = self.time()
+        ready.extend(self._timers.pop_due(woke_at))
+        if tracer is not None and ready:
+            introspect.trace_callbacks(self, tracer, ready)
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle.cancelled:
                 self._run_callback(handle)
+        self.passes += 1
+        work = self.time() - woke_at
+        if work > self.slowest_pass_seconds:
+            self.slowest_pass_seconds = work
 
     def stop(self) -> None:
         """Make ``run()`` return after the current pass. Safe from callbacks, other threads and
@@ -293,6 +316,31 @@ class Reactor:
 
     def is_running(self) -> bool:
         return self._running
+
+    # -- looking inside ----------------------------------------------------------------------
+
+    def set_tracer(self, tracer: Tracer | None) -> None:
+        """Install (or remove, with ``None``) the observer of every reactor event, including
+        on transports already open (they cache it: one attribute check per event when off)."""
+        self.tracer = tracer
+        for transport in self.transports:
+            transport._tracer = tracer
+
+    def snapshot(self) -> dict[str, Any]:
+        """Registered fds and their masks, timers in due order, the ready queue, and every open
+        transport's state, buffers and counters: a picture of the loop between two passes."""
+        return introspect.snapshot(self)
+
+    def step(self, timeout: float = 0.0) -> list[dict[str, Any]]:
+        """Run exactly one pass (waiting at most ``timeout``) and return its events, as a
+        tracer would have seen them: why it woke, each syscall, each callback."""
+        return introspect.step(self, timeout)
+
+    def _on_wakeup(self) -> None:
+        """The waker's fd is readable: another thread, ``stop()`` or a signal woke us."""
+        received = self._waker.drain()
+        if self.tracer is not None:
+            introspect.trace_wakeup(self, self.tracer, received)
 
     def close(self) -> None:
         """Release the selector, the waker and any signal handlers. The loop must not be running."""

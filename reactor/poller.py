@@ -90,6 +90,11 @@ class Poller:
         """Every registered fd and its event mask (for snapshots and tests)."""
         return {key.fd: key.events for key in self._selector.get_map().values()}
 
+    def callbacks(self, fd: int) -> tuple[Callback | None, Callback | None]:
+        """The (on_readable, on_writable) pair registered for ``fd``."""
+        callbacks = self._callbacks_by_fd.get(fd, [None, None])
+        return callbacks[0], callbacks[1]
+
     def set_reader(self, fd: int, callback: Callback) -> None:
         self._set(fd, 0, callback)
 
@@ -137,14 +142,19 @@ class Poller:
             self._selector.unregister(fd)
         return had_callback
 
-    def poll(self, timeout: float | None) -> int:
+    def poll(self, timeout: float | None,
+             observe: Callable[[list[tuple[int, int]]], None] | None = None) -> int:
         """Wait up to ``timeout`` seconds (``None``: forever) and run the ready callbacks.
 
         Runs them while walking the selector's result instead of building a second list
         (measured: DESIGN.md, performance notes). Read before write: a readable-and-writable
-        socket that the read path closes is not then written to. Returns the number of ready fds.
+        socket that the read path closes is not then written to. ``observe``, when given, first
+        sees every ready ``(fd, mask)``: one check per pass, none per event. Returns the number
+        of ready fds.
         """
         events = self._selector.select(timeout)
+        if observe is not None:
+            observe([(key.fd, mask) for key, mask in events])
         for key, mask in events:
             callbacks = key.data
             try:

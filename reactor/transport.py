@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reactor.loop import Reactor
     from reactor.poller import Poller
     from reactor.trace import Tracer
 
@@ -42,9 +43,11 @@ def resolve_write_limits(high: int | None, low: int | None) -> tuple[int, int]:
 class BaseTransport:
     """Writer registration and flow control for one socket; subclasses supply the queue."""
 
-    __slots__ = ("_poller", "_fd", "_protocol", "_tracer", "_closed", "_writing",
-                 "_write_paused", "_high_water", "_low_water")
+    __slots__ = ("_reactor", "_poller", "_fd", "_protocol", "_tracer", "_closed", "_writing",
+                 "_write_paused", "_high_water", "_low_water", "pauses", "paused_seconds",
+                 "_paused_at")
 
+    _reactor: Reactor
     _poller: Poller
     _fd: int
     _protocol: Any
@@ -56,6 +59,16 @@ class BaseTransport:
         self._write_paused = False
         self._high_water = HIGH_WATER_BYTES
         self._low_water = LOW_WATER_BYTES
+        #: How often the queue crossed the high-water mark, and for how long writing was paused.
+        self.pauses = 0
+        self.paused_seconds = 0.0
+        self._paused_at: float | None = None
+
+    def paused_time(self) -> float:
+        """Seconds spent over the high-water mark so far, including a pause still going on."""
+        if self._paused_at is None:
+            return self.paused_seconds
+        return self.paused_seconds + self._reactor.time() - self._paused_at
 
     @property
     def protocol(self) -> Any:
@@ -82,6 +95,8 @@ class BaseTransport:
 
     def _pause_protocol_writing(self) -> None:
         self._write_paused = True
+        self.pauses += 1
+        self._paused_at = self._reactor.time()
         if self._tracer is not None:
             self._trace("pause_writing", high_water=self._high_water)
         try:
@@ -91,6 +106,9 @@ class BaseTransport:
 
     def _resume_protocol_writing(self) -> None:
         self._write_paused = False
+        if self._paused_at is not None:
+            self.paused_seconds += self._reactor.time() - self._paused_at
+            self._paused_at = None
         if self._tracer is not None:
             self._trace("resume_writing", low_water=self._low_water)
         if self._closed:

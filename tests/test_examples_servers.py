@@ -229,14 +229,18 @@ def test_trace_shows_accept_recv_eof_state_changes_and_send_on_stderr(
     client.close()
     server.stop_cleanly()
     trace = server.stderr()
-    assert f"listener 127.0.0.1:{server.port} accept fd=" in trace
+    assert re.search(r"pass \d+: select\(\) with ", trace), trace
+    assert f"woke: fd " in trace
+    assert f"listener 127.0.0.1:{server.port}  accept  fd=" in trace
     assert f"peer={client.name}" in trace
-    assert re.search(r" recv bytes=5 ", trace), trace
-    assert " eof " in trace
-    assert "state change=CONNECTING -> OPEN" in trace
-    assert "state change=OPEN -> CLOSING" in trace
-    assert "state change=CLOSING -> CLOSED" in trace
-    assert re.search(r" send bytes=\d+ ", trace), trace
+    assert re.search(r"  recv  bytes=5  \[recv 5, send 0\]", trace), trace
+    assert "calling data_received" in trace and "data_received returned" in trace
+    assert "eof — recv returned 0: the peer sent FIN" in trace
+    assert "change=CONNECTING -> OPEN" in trace
+    assert "change=OPEN -> CLOSING" in trace
+    assert "change=CLOSING -> CLOSED" in trace
+    assert re.search(r"  send  bytes=\d+", trace), trace
+    assert "connection_lost  exc=None" in trace
 
 
 @pytest.mark.parametrize("program", SERVERS)
@@ -251,7 +255,7 @@ def test_log_level_info_logs_the_shutdown_and_no_trace_without_the_flag(
     assert server.wait(SHUTDOWN_TIMEOUT) == 0
     log = server.stderr()
     assert "shutting down: closing 1 connections" in log
-    assert " recv bytes=" not in log, "reactor events are traced only with --trace"
+    assert "  recv  bytes=" not in log, "reactor events are traced only with --trace"
     server.assert_no_traceback()
 
 
