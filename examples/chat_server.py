@@ -11,11 +11,16 @@ import sys
 from examples.cli import run_server, server_parser
 from protocols.chat import ChatRoom
 
+#: A member who sends and receives nothing for this long is disconnected (--idle-timeout).
+IDLE_TIMEOUT_SECONDS = 600.0
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = server_parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = server_parser(__doc__.splitlines()[0], idle_timeout=IDLE_TIMEOUT_SECONDS
+                         ).parse_args(argv)
     room = ChatRoom()
-    return run_server(room.protocol_factory, args, "chat_server")
+    return run_server(room.protocol_factory, args, "chat_server",
+                      reject_message=b"error: the room is full; try again later\n")
 
 
 if __name__ == "__main__":

@@ -61,14 +61,41 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def server_parser(description: str, *, udp: bool = False) -> argparse.ArgumentParser:
+def positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return seconds
+
+
+def positive_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {count}")
+    return count
+
+
+def server_parser(description: str, *, udp: bool = False,
+                  idle_timeout: float | None = None) -> argparse.ArgumentParser:
+    """The server flags; ``idle_timeout`` is this server's default (``None``: off)."""
     parser = base_parser(description)
     parser.add_argument("--port", type=port_number, default=0,
                         help=f"{'UDP' if udp else 'TCP'} port; 0 picks any free port "
                              "(default: %(default)s)")
+    parser.add_argument("--shutdown-grace", type=positive_seconds,
+                        default=SHUTDOWN_GRACE_SECONDS, metavar="SECONDS",
+                        help="on SIGINT/SIGTERM, how long queued output may take to drain "
+                             "before connections are aborted (default: %(default)s)")
     if not udp:
         parser.add_argument("--unix", metavar="PATH",
                             help="listen on a Unix domain socket at PATH instead")
+        parser.add_argument("--idle-timeout", type=positive_seconds, default=idle_timeout,
+                            metavar="SECONDS",
+                            help="close connections idle this long (default: "
+                                 f"{'off' if idle_timeout is None else idle_timeout})")
+        parser.add_argument("--max-connections", type=positive_count, metavar="N",
+                            help="accept at most N connections at once; more are told so "
+                                 "and closed (default: no limit)")
     return parser
 
 
@@ -111,9 +138,10 @@ def close_reactor(reactor: Reactor) -> None:
 
 
 def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, program: str,
-               *, udp: bool = False) -> int:
+               *, udp: bool = False, reject_message: bytes | None = None) -> int:
     """Listen (TCP, Unix or UDP), announce, serve until SIGINT/SIGTERM, shut down gracefully.
 
+    ``reject_message`` is what a client over ``--max-connections`` reads before the close.
     Returns the exit status: 0 after a signal, 2 if the address cannot be bound.
     """
     reactor = make_reactor(args)
@@ -124,15 +152,20 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
         if udp:
             transport = reactor.listen_udp(protocol_factory, host, args.port)
             shutdown = GracefulShutdown(reactor, lambda: None, lambda: (
-                [] if transport.state is DatagramState.CLOSED else [transport]))
+                [] if transport.state is DatagramState.CLOSED else [transport]),
+                args.shutdown_grace)
             name = format_address(transport.local_address)
         else:
+            limits: dict[str, Any] = {"max_connections": args.max_connections,
+                                      "reject_message": reject_message,
+                                      "idle_timeout": args.idle_timeout}
             if unix_path:
-                listener = reactor.listen_unix(protocol_factory, unix_path)
+                listener = reactor.listen_unix(protocol_factory, unix_path, **limits)
             else:
-                listener = reactor.listen_tcp(protocol_factory, host, args.port)
+                listener = reactor.listen_tcp(protocol_factory, host, args.port, **limits)
             shutdown = GracefulShutdown(reactor, listener.close,
-                                        lambda: list(listener.connections))
+                                        lambda: [*listener.connections, *listener.rejected],
+                                        args.shutdown_grace)
             name = f"unix:{listener.name}" if unix_path else listener.name
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -157,13 +190,16 @@ class Closable(Protocol):
 
 class GracefulShutdown:
     """First signal: stop listening, close every transport (each flushes its queue), stop when
-    all are gone or after ``SHUTDOWN_GRACE_SECONDS``. Second signal: abort everything now."""
+    all are gone or after the grace period (``--shutdown-grace``). Second signal: abort
+    everything now."""
 
     def __init__(self, reactor: Reactor, stop_listening: Callable[[], object],
-                 open_transports: Callable[[], list[Closable]]) -> None:
+                 open_transports: Callable[[], list[Closable]],
+                 grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         self._reactor = reactor
         self._stop_listening = stop_listening
         self._open_transports = open_transports
+        self._grace_seconds = grace_seconds
         self._started = False
 
     def install(self) -> None:
@@ -181,7 +217,7 @@ class GracefulShutdown:
         self._stop_listening()
         for transport in transports:
             transport.close()
-        self._reactor.call_later(SHUTDOWN_GRACE_SECONDS, self._abort_all)
+        self._reactor.call_later(self._grace_seconds, self._abort_all)
         self._stop_when_idle()
 
     def _stop_when_idle(self) -> None:
@@ -335,3 +371,33 @@ class TerminalClient(LineProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
         self.stdin.pause()
+
+
+def host_and_port(text: str) -> tuple[str, int]:
+    """An argparse type for ``HOST:PORT``: ``127.0.0.1:8080``, ``localhost:8080``, ``[::1]:8080``.
+
+    The port follows the *last* colon, and an IPv6 literal must be in brackets, as in URLs
+    (RFC 3986): in ``::1:8080`` nobody can tell where the address ends.
+    """
+    host, colon, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if not colon or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    if ":" in host and not bracketed:
+        raise argparse.ArgumentTypeError(f"put an IPv6 address in brackets: [{host}]:{port}")
+    return host, port_number(port)
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``make_reactor`` reads (``--log-level``, ``--trace``, ``--trace-json``), for a
+    program whose address flags are not ``base_parser``'s ``--host``/``--port``."""
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"],
+                        help="logging threshold on stderr (default: %(default)s)")
+    parser.add_argument("--trace", action="store_true",
+                        help="log every loop pass to stderr: why it woke, each accept, recv, "
+                             "send, shutdown and close, each protocol callback, buffer sizes")
+    parser.add_argument("--trace-json", metavar="FILE",
+                        help="write the same events to FILE as JSON lines, for tools")

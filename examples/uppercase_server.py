@@ -14,7 +14,8 @@ from protocols.uppercase import UppercaseProtocol
 
 def main(argv: list[str] | None = None) -> int:
     args = server_parser(__doc__.splitlines()[0]).parse_args(argv)
-    return run_server(UppercaseProtocol, args, "uppercase_server")
+    return run_server(UppercaseProtocol, args, "uppercase_server",
+                      reject_message=b"error: too many connections; try again later\n")
 
 
 if __name__ == "__main__":

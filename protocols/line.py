@@ -82,6 +82,11 @@ class LineProtocol(Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def idle_timed_out(self, idle_seconds: float) -> None:
+        """Say why in one error line, then close (the base class just closes)."""
+        self.send_line(f"error: idle for {idle_seconds:g}s, closing")
+        super().idle_timed_out(idle_seconds)
+
     def send_line(self, line: bytes | str) -> None:
         """Write ``line`` and the delimiter in one ``write`` call (``str`` is sent as UTF-8).
 

@@ -281,6 +281,22 @@ class Connection(BaseTransport):
         else:
             self._set_state(S.HALF_CLOSED)
 
+    def _idle_timed_out(self, idle_seconds: float) -> None:
+        """Nothing moved for ``idle_seconds`` (``reactor/idle.py``). The protocol may say why
+        and close; a connection already closing that still made no progress is aborted."""
+        if self._closed:
+            return
+        if self._tracer is not None:
+            self._trace("idle", seconds=idle_seconds)
+        if self._state is S.CLOSING:
+            log.info("%r: still not flushed %gs after close(); aborting", self, idle_seconds)
+            self.abort()
+            return
+        try:
+            self._protocol.idle_timed_out(idle_seconds)
+        except Exception as exc:
+            self._protocol_failed(exc, "idle_timed_out")
+
     def pause_reading(self) -> None:
         """Stop reading: the kernel's receive buffer fills, TCP's window closes, the peer's
         ``send()`` blocks. This is how back-pressure reaches the sender."""

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from reactor.address import SocketAddress, bind_socket, format_address
 from reactor.connection import Connection
 from reactor.errors import ErrorKind, classify, describe
+from reactor.idle import IdleSweeper
 from reactor.loop import report_callback_error
+from reactor.protocol import Protocol
 
 if TYPE_CHECKING:
     from reactor.loop import Reactor
@@ -46,21 +48,49 @@ MAX_ACCEPTS_PER_EVENT = 64
 ACCEPT_RETRY_DELAY_SECONDS = 0.5
 
 
+class RejectProtocol(Protocol):
+    """What a connection over ``max_connections`` gets instead of the real protocol: one
+    optional line saying why, then a close. Accepting and closing at once, rather than not
+    accepting, tells the client now; a connection left in the backlog would just hang."""
+
+    def __init__(self, message: bytes | None) -> None:
+        self.message = message
+
+    def connection_made(self, transport: Connection) -> None:
+        super().connection_made(transport)
+        if self.message:
+            transport.write(self.message)
+        transport.close()
+
+
 class Listener:
-    """Accepts connections on one listening socket until ``close()``."""
+    """Accepts connections on one listening socket until ``close()``.
+
+    ``max_connections``: beyond it, new connections are accepted and closed at once, after
+    ``reject_message`` if one is given. ``idle_timeout``: connections on which nothing is read
+    or written for that many seconds get ``protocol.idle_timed_out`` (``reactor/idle.py``).
+    """
 
     def __init__(
-        self, reactor: Reactor, sock: socket.socket, protocol_factory: Callable[[], Any]
+        self, reactor: Reactor, sock: socket.socket, protocol_factory: Callable[[], Any], *,
+        max_connections: int | None = None, reject_message: bytes | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self._reactor = reactor
         self._sock = sock
         self._protocol_factory = protocol_factory
+        self.max_connections = max_connections
+        self.reject_message = reject_message
         self.address: SocketAddress = sock.getsockname()
         self.connections: set[Connection] = set()
+        #: Connections over the limit, being told so: they do not count against the limit.
+        self.rejected: set[Connection] = set()
         self._closed = False
         self._retry_timer: Timer | None = None
         self._accept_failing = False  # logged once per episode, not on every retry
         self._unix_path_inode: tuple[str, int] | None = None
+        self._idle_sweeper = (IdleSweeper(reactor, self.connections, idle_timeout)
+                              if idle_timeout is not None else None)
         sock.setblocking(False)
         reactor.poller.set_reader(sock.fileno(), self._on_readable)
         if reactor.tracer is not None:
@@ -69,7 +99,7 @@ class Listener:
     @classmethod
     def open_tcp(
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None, port: int,
-        *, backlog: int = 128, reuse_port: bool = False,
+        *, backlog: int = 128, reuse_port: bool = False, **options: Any,
     ) -> Listener:
         """``socket() / bind() / listen()`` on the first address ``host`` resolves to
         (``reactor.address.bind_socket``). Raises ``OSError`` if it cannot be bound."""
@@ -80,12 +110,12 @@ class Listener:
         except BaseException:
             sock.close()
             raise
-        return cls(reactor, sock, protocol_factory)
+        return cls(reactor, sock, protocol_factory, **options)
 
     @classmethod
     def open_unix(
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str,
-        *, backlog: int = 128,
+        *, backlog: int = 128, **options: Any,
     ) -> Listener:
         """Listen on a Unix domain stream socket at ``path``, replacing a stale socket file.
 
@@ -108,7 +138,7 @@ class Listener:
         except BaseException:
             sock.close()
             raise
-        listener = cls(reactor, sock, protocol_factory)
+        listener = cls(reactor, sock, protocol_factory, **options)
         listener._unix_path_inode = (path, os.stat(path).st_ino)
         return listener
 
@@ -150,15 +180,20 @@ class Listener:
             # Nagle's algorithm holds small writes back until the previous one is ACKed; with
             # the peer's delayed ACK that stalls request/response traffic for up to 40 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        full = self.max_connections is not None and len(self.connections) >= self.max_connections
         try:
-            protocol = self._protocol_factory()
+            protocol = RejectProtocol(self.reject_message) if full else self._protocol_factory()
         except Exception as exc:
             report_callback_error(exc, f"protocol factory of {self!r}")
             sock.close()
             return
+        group = self.rejected if full else self.connections
+        if full:
+            log.info("%s: %d connections already; rejecting %s", self.name,
+                     len(self.connections), format_address(peer_address))
         connection = Connection(self._reactor, sock, protocol, peer_address,
-                                on_closed=self.connections.discard)
-        self.connections.add(connection)
+                                on_closed=group.discard)
+        group.add(connection)
         if self._reactor.tracer is not None:
             self._reactor.tracer.event(self, "accept", fd=sock.fileno(),
                                        peer=format_address(peer_address))
@@ -191,6 +226,8 @@ class Listener:
         self._closed = True
         if self._retry_timer is not None:
             self._retry_timer.cancel()
+        if self._idle_sweeper is not None:
+            self._idle_sweeper.cancel()
         self._reactor.poller.remove(self._sock.fileno())
         self._sock.close()
         if self._unix_path_inode is not None:

@@ -147,16 +147,19 @@ class Reactor:
 
     def listen_tcp(
         self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
-        *, backlog: int = 128, reuse_port: bool = False,
+        *, backlog: int = 128, reuse_port: bool = False, max_connections: int | None = None,
+        reject_message: bytes | None = None, idle_timeout: float | None = None,
     ) -> Listener:
         """Listen on ``host:port`` (``port=0``: any free port; read ``listener.address``).
 
+        ``max_connections``, ``reject_message`` and ``idle_timeout``: see ``Listener``.
         Raises ``OSError`` at once if the address cannot be bound (port in use, not ours).
         """
         from reactor.listener import Listener
 
         return Listener.open_tcp(self, protocol_factory, host, port, backlog=backlog,
-                                 reuse_port=reuse_port)
+                                 reuse_port=reuse_port, max_connections=max_connections,
+                                 reject_message=reject_message, idle_timeout=idle_timeout)
 
     def connect_tcp(
         self, protocol_factory: ProtocolFactory, host: str, port: int, *,
@@ -175,14 +178,18 @@ class Reactor:
     # -- Unix domain sockets ------------------------------------------------------------------
 
     def listen_unix(
-        self, protocol_factory: ProtocolFactory, path: str, *, backlog: int = 128
+        self, protocol_factory: ProtocolFactory, path: str, *, backlog: int = 128,
+        max_connections: int | None = None, reject_message: bytes | None = None,
+        idle_timeout: float | None = None,
     ) -> Listener:
         """Listen on a Unix stream socket at ``path``: the same connections and protocols as
         TCP, for clients on this machine. A stale socket file is replaced; a live server's is
         not (``OSError`` EADDRINUSE). ``listener.close()`` removes the file."""
         from reactor.listener import Listener
 
-        return Listener.open_unix(self, protocol_factory, path, backlog=backlog)
+        return Listener.open_unix(self, protocol_factory, path, backlog=backlog,
+                                  max_connections=max_connections,
+                                  reject_message=reject_message, idle_timeout=idle_timeout)
 
     def connect_unix(
         self, protocol_factory: ProtocolFactory, path: str, *, timeout: float | None = 10.0,

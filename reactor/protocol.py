@@ -10,6 +10,7 @@ Callback order, for one connection::
     connection_made(transport)            exactly once, before any other callback
         data_received(buffer)             zero or more times
         pause_writing() / resume_writing()   strictly alternating, any time while open
+        idle_timed_out(seconds)           when the server has an idle timeout and it passed
         eof_received()                    at most once: the peer sent FIN (recv() returned b"")
     connection_lost(exc)                  exactly once, on a later loop pass than its cause
 
@@ -63,6 +64,12 @@ class Protocol:
     def connection_lost(self, exc: BaseException | None) -> None:
         """The connection is closed; ``exc`` says why (``None`` for a clean close)."""
         self.transport = None
+
+    def idle_timed_out(self, idle_seconds: float) -> None:
+        """Nothing was read or written for ``idle_seconds`` (servers started with an idle
+        timeout). Default: close. Line protocols say why first."""
+        if self.transport is not None:
+            self.transport.close()
 
     def pause_writing(self) -> None:
         """The send queue crossed its high-water mark: the peer is not keeping up.

@@ -561,6 +561,7 @@ def test_tracer_sees_every_datagram_event_with_the_queue_size() -> None:
     assert {"open", "sendto", "recvfrom", "queued", "drop", "pause_writing", "state"} <= names
     label, _, fields = next(e for e in tracer.events if e[1] == "recvfrom" and "fd=" in e[0])
     assert fields["bytes"] == 6 and fields["sender"].startswith("127.0.0.1:")
-    assert all("queued" in fields for _, _, fields in tracer.events)
+    transport_events = [fields for label, _, fields in tracer.events if label != "reactor"]
+    assert transport_events and all("queued" in fields for fields in transport_events)
     assert any(label.startswith("udp fd=") and " -> 127.0.0.1:" in label
                for label, _, _ in tracer.events)
