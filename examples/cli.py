@@ -138,13 +138,17 @@ def close_reactor(reactor: Reactor) -> None:
 
 
 def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, program: str,
-               *, udp: bool = False, reject_message: bytes | None = None) -> int:
+               *, udp: bool = False, reject_message: bytes | None = None,
+               on_start: Callable[[Reactor], object] | None = None) -> int:
     """Listen (TCP, Unix or UDP), announce, serve until SIGINT/SIGTERM, shut down gracefully.
 
-    ``reject_message`` is what a client over ``--max-connections`` reads before the close.
-    Returns the exit status: 0 after a signal, 2 if the address cannot be bound.
+    ``reject_message`` is what a client over ``--max-connections`` reads before the close;
+    ``on_start(reactor)`` runs before listening (the chat server hands its room the reactor's
+    figures there). Returns the exit status: 0 after a signal, 2 if the address cannot be bound.
     """
     reactor = make_reactor(args)
+    if on_start is not None:
+        on_start(reactor)
     host = strip_brackets(args.host)
     unix_path = getattr(args, "unix", None)
     where = f"unix:{unix_path}" if unix_path else format_address((host, args.port))

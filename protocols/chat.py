@@ -15,6 +15,7 @@ Wire contract (UTF-8 lines ending in ``"\\n"``; ``"\\r\\n"`` accepted)::
     you    -> server   /msg NAME TEXT          only NAME sees "[private] YOU: TEXT"
     you    -> server   /quit                   "* goodbye", then the server closes
     you    -> server   /help                   the list of commands
+    you    -> server   /stats                  "* stats: members=3 lines_in=... passes=..."
     server -> you      * NAME joined | * NAME left | * NAME was disconnected: too slow to read
     server -> you      error: ...              a rejected command (the connection stays open)
 
@@ -44,6 +45,7 @@ sockets.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocols.line import LineProtocol
@@ -58,7 +60,7 @@ MAX_PENDING_BYTES = 1024 * 1024
 MAX_LINE_BYTES = 4096
 MAX_NAME_CHARS = 32
 
-HELP_TEXT = "* commands: /nick NAME, /who, /me TEXT, /msg NAME TEXT, /quit, /help"
+HELP_TEXT = "* commands: /nick NAME, /who, /me TEXT, /msg NAME TEXT, /stats, /quit, /help"
 NAME_RULES = f"1 to {MAX_NAME_CHARS} printable characters, no whitespace or ':'"
 
 
@@ -103,6 +105,21 @@ class ChatRoom:
     def __init__(self, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.max_pending_bytes = max_pending_bytes
         self._members: dict[str, ChatProtocol] = {}
+        #: Traffic the room has seen, for ``/stats`` (Redis's INFO is the model).
+        self.lines_in = self.bytes_in = self.lines_out = self.bytes_out = 0
+        #: The server's own figures (connections, loop passes...), added to ``/stats`` when
+        #: the server provides them (``examples/chat_server.py`` does).
+        self.server_stats: Callable[[], dict[str, object]] | None = None
+
+    def stats(self) -> dict[str, object]:
+        """The room's counters, then the server's: what ``/stats`` prints."""
+        figures: dict[str, object] = {
+            "members": len(self._members), "lines_in": self.lines_in,
+            "bytes_in": self.bytes_in, "lines_out": self.lines_out, "bytes_out": self.bytes_out,
+        }
+        if self.server_stats is not None:
+            figures.update(self.server_stats())
+        return figures
 
     def protocol_factory(self) -> ChatProtocol:
         """A new protocol in this room: pass this bound method as the server's factory."""
@@ -189,6 +206,8 @@ class ChatRoom:
                 too_slow.append(member)
             else:
                 transport.write(data)
+                self.lines_out += 1
+                self.bytes_out += len(data)
         for member in too_slow:
             self._disconnect(member, "too slow to read")
 
@@ -225,6 +244,8 @@ class ChatProtocol(LineProtocol):
         super().line_too_long()
 
     def line_received(self, line: bytes) -> None:
+        self.room.lines_in += 1
+        self.room.bytes_in += len(line)
         text = line.decode("utf-8", errors="replace")
         if text.startswith("/"):
             self._run_command(text)
@@ -249,6 +270,10 @@ class ChatProtocol(LineProtocol):
                 self._quit()
             case "/help":
                 self._reply(HELP_TEXT)
+            case "/stats":
+                figures = self.room.stats()
+                self._reply("* stats: " + " ".join(f"{key}={value}"
+                                                   for key, value in figures.items()))
             case _:
                 self._reply(f"error: unknown command {sanitize(command)}; /help lists commands")
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from reactor import introspect
+from reactor.checker import checked_factory
 from reactor.poller import Poller
 from reactor.timers import Handle, Timer, TimerQueue
 from reactor.waker import Waker
@@ -51,7 +52,8 @@ class Reactor:
     ``selector`` is a ``selectors`` class or one of the names ``"select"``, ``"poll"``,
     ``"epoll"``, ``"default"``. ``clock`` returns monotonic seconds (tests pass a manual clock).
     ``tracer`` receives every reactor event (``reactor.trace``); ``None`` costs one
-    attribute check per event.
+    attribute check per event. ``debug=True`` checks every protocol's callback order as it
+    runs (``reactor.checker``) and collects breaches in ``contract_violations``.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Reactor:
         *,
         clock: Callable[[], float] = time.monotonic,
         tracer: Tracer | None = None,
+        debug: bool = False,
     ) -> None:
         self._poller = Poller(selector, on_error=self._io_callback_failed)
         self._timers = TimerQueue()
@@ -78,6 +81,8 @@ class Reactor:
         #: Loop passes run so far, and the longest time one pass spent working (not waiting).
         self.passes = 0
         self.slowest_pass_seconds = 0.0
+        self.debug = debug
+        self.contract_violations: list[str] = []
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._running else "idle")
@@ -157,6 +162,7 @@ class Reactor:
         """
         from reactor.listener import Listener
 
+        protocol_factory = self._checked(protocol_factory)
         return Listener.open_tcp(self, protocol_factory, host, port, backlog=backlog,
                                  reuse_port=reuse_port, max_connections=max_connections,
                                  reject_message=reject_message, idle_timeout=idle_timeout)
@@ -172,6 +178,7 @@ class Reactor:
         """
         from reactor.connector import Connector
 
+        protocol_factory = self._checked(protocol_factory)
         return Connector.start_tcp(self, protocol_factory, host, port, timeout=timeout,
                                    on_error=on_error)
 
@@ -187,6 +194,7 @@ class Reactor:
         not (``OSError`` EADDRINUSE). ``listener.close()`` removes the file."""
         from reactor.listener import Listener
 
+        protocol_factory = self._checked(protocol_factory)
         return Listener.open_unix(self, protocol_factory, path, backlog=backlog,
                                   max_connections=max_connections,
                                   reject_message=reject_message, idle_timeout=idle_timeout)
@@ -198,6 +206,7 @@ class Reactor:
         """Connect to a Unix stream socket; failures reach ``on_error`` as with ``connect_tcp``."""
         from reactor.connector import Connector
 
+        protocol_factory = self._checked(protocol_factory)
         return Connector.start_unix(self, protocol_factory, path, timeout=timeout,
                                     on_error=on_error)
 
@@ -214,6 +223,7 @@ class Reactor:
         """
         from reactor.datagram import DatagramTransport
 
+        protocol_factory = self._checked(protocol_factory)
         return DatagramTransport.listen(self, protocol_factory, host, port, reuse_port=reuse_port)
 
     def connect_udp(
@@ -224,6 +234,7 @@ class Reactor:
         "port unreachable" comes back as ``error_received(ConnectionRefusedError)``."""
         from reactor.datagram import DatagramTransport
 
+        protocol_factory = self._checked(protocol_factory)
         return DatagramTransport.connect(self, protocol_factory, host, port)
 
     # -- signals -----------------------------------------------------------------------------
@@ -361,6 +372,16 @@ class Reactor:
         self._ready.clear()
         self._poller.close()
         self._waker.close()
+
+    def _checked(self, protocol_factory: ProtocolFactory) -> ProtocolFactory:
+        """In debug mode, wrap each new protocol in a contract checker (``reactor.checker``)."""
+        if not self.debug:
+            return protocol_factory
+        return checked_factory(protocol_factory, self._contract_broken)
+
+    def _contract_broken(self, message: str) -> None:
+        self.contract_violations.append(message)
+        log.error("protocol contract broken: %s", message)
 
     # -- the one guard -----------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from reactor.checker import CheckedProtocol
+
 if TYPE_CHECKING:
     from reactor.loop import Reactor
     from reactor.poller import Poller
@@ -72,7 +74,9 @@ class BaseTransport:
 
     @property
     def protocol(self) -> Any:
-        return self._protocol
+        """The protocol this transport calls (the user's, even in debug mode)."""
+        protocol = self._protocol
+        return protocol.protocol if type(protocol) is CheckedProtocol else protocol
 
     def fileno(self) -> int:
         return self._fd

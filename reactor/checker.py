@@ -1,0 +1,110 @@
+"""CheckedProtocol: the callback-order contract of ``reactor/protocol.py``, checked as it runs.
+
+Owns nothing but the record of which callbacks one protocol has received. Wraps a protocol,
+forwards every callback to it, and reports each breach of the contract:
+
+* ``connection_made`` comes first, exactly once;
+* nothing comes after ``connection_lost``, which comes exactly once;
+* ``eof_received`` comes at most once, and before ``connection_lost``;
+* ``pause_writing`` and ``resume_writing`` strictly alternate, pause first;
+* no ``data_received`` once the transport is closing (after ``close()``/``abort()``).
+
+A reactor built with ``Reactor(debug=True)`` wraps every protocol its listeners and connectors
+create and appends each breach to ``reactor.contract_violations``; the test suite runs with it and
+fails a test that breaks the contract. ``CheckedProtocol(protocol, on_violation=...)`` can also
+wrap a protocol by hand, with a fake transport (``reactor.testing``).
+
+A breach is reported, not raised: raising inside the reactor would turn the reactor's own bug
+into an abort of the connection, hiding it behind the very error handling under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+class CheckedProtocol:
+    """Forwards to ``protocol`` after checking that each callback is allowed now."""
+
+    def __init__(self, protocol: Any,
+                 on_violation: Callable[[str], object] | None = None) -> None:
+        self.protocol = protocol
+        self.violations: list[str] = []
+        self.calls: list[str] = []
+        self._on_violation = on_violation
+        self._transport: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything but the contract's callbacks (a chat member's name, say) is the protocol's.
+        return getattr(self.protocol, name)
+
+    def _check(self, hook: str) -> None:
+        calls = self.calls
+        problem = None
+        if hook == "connection_made" and calls:
+            problem = "connection_made after other callbacks"
+        elif hook != "connection_made" and not calls:
+            problem = f"{hook} before connection_made"
+        elif "connection_lost" in calls:
+            problem = f"{hook} after connection_lost"
+        elif hook == "eof_received" and "eof_received" in calls:
+            problem = "eof_received twice"
+        elif hook in ("pause_writing", "resume_writing"):
+            last = next((call for call in reversed(calls)
+                         if call in ("pause_writing", "resume_writing")), "resume_writing")
+            if last == hook:
+                problem = f"{hook} twice in a row"
+        elif hook == "data_received" and self._transport is not None \
+                and self._transport.is_closing():
+            problem = "data_received after close() or abort()"
+        calls.append(hook)
+        if problem is not None:
+            self._report(f"{type(self.protocol).__name__}: {problem} (calls: {calls})")
+
+    def _report(self, message: str) -> None:
+        self.violations.append(message)
+        if self._on_violation is not None:
+            self._on_violation(message)
+
+    def connection_made(self, transport: Any) -> None:
+        self._check("connection_made")
+        self._transport = transport
+        self.protocol.connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._check("connection_lost")
+        self.protocol.connection_lost(exc)
+
+    def data_received(self, buffer: Any) -> None:
+        self._check("data_received")
+        self.protocol.data_received(buffer)
+
+    def eof_received(self) -> bool:
+        self._check("eof_received")
+        return bool(self.protocol.eof_received())
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._check("datagram_received")
+        self.protocol.datagram_received(data, addr)
+
+    def error_received(self, exc: OSError) -> None:
+        self._check("error_received")
+        self.protocol.error_received(exc)
+
+    def pause_writing(self) -> None:
+        self._check("pause_writing")
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._check("resume_writing")
+        self.protocol.resume_writing()
+
+    def idle_timed_out(self, idle_seconds: float) -> None:
+        self._check("idle_timed_out")
+        self.protocol.idle_timed_out(idle_seconds)
+
+
+def checked_factory(factory: Callable[[], Any],
+                    on_violation: Callable[[str], object]) -> Callable[[], CheckedProtocol]:
+    """A protocol factory whose protocols are wrapped in ``CheckedProtocol``."""
+    return lambda: CheckedProtocol(factory(), on_violation)
