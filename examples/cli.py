@@ -75,9 +75,10 @@ def positive_count(text: str) -> int:
     return count
 
 
-def server_parser(description: str, *, udp: bool = False,
-                  idle_timeout: float | None = None) -> argparse.ArgumentParser:
-    """The server flags; ``idle_timeout`` is this server's default (``None``: off)."""
+def server_parser(description: str, *, udp: bool = False, idle_timeout: float | None = None,
+                  workers: bool = False) -> argparse.ArgumentParser:
+    """The server flags; ``idle_timeout`` is this server's default (``None``: off);
+    ``workers``: the server can run as several processes (its state is per connection)."""
     parser = base_parser(description)
     parser.add_argument("--port", type=port_number, default=0,
                         help=f"{'UDP' if udp else 'TCP'} port; 0 picks any free port "
@@ -95,7 +96,11 @@ def server_parser(description: str, *, udp: bool = False,
                                  f"{'off' if idle_timeout is None else idle_timeout})")
         parser.add_argument("--max-connections", type=positive_count, metavar="N",
                             help="accept at most N connections at once; more are told so "
-                                 "and closed (default: no limit)")
+                                 "and closed (default: no limit; per worker with --workers)")
+    if workers:
+        parser.add_argument("--workers", type=positive_count, default=1, metavar="N",
+                            help="run N processes, each with its own reactor, sharing the "
+                                 "port with SO_REUSEPORT (default: %(default)s)")
     return parser
 
 
@@ -146,15 +151,36 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
     ``on_start(reactor)`` runs before listening (the chat server hands its room the reactor's
     figures there). Returns the exit status: 0 after a signal, 2 if the address cannot be bound.
     """
+    if getattr(args, "workers", 1) > 1:
+        from examples.workers import run_workers
+
+        return run_workers(args, program, lambda port: serve(
+            protocol_factory, args, program, udp=udp, reject_message=reject_message,
+            on_start=on_start, port=port, reuse_port=True, announce=False))
+    return serve(protocol_factory, args, program, udp=udp, reject_message=reject_message,
+                 on_start=on_start, port=args.port, reuse_port=False, announce=True)
+
+
+def cannot_listen(program: str, where: str, exc: OSError) -> int:
+    """The bind-failure convention: one stderr line naming the address and the reason, 2."""
+    print(f"{program}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program: str, *,
+          udp: bool, reject_message: bytes | None,
+          on_start: Callable[[Reactor], object] | None, port: int, reuse_port: bool,
+          announce: bool) -> int:
+    """One process's server: the whole of ``run_server`` without workers, one worker with."""
     reactor = make_reactor(args)
     if on_start is not None:
         on_start(reactor)
     host = strip_brackets(args.host)
     unix_path = getattr(args, "unix", None)
-    where = f"unix:{unix_path}" if unix_path else format_address((host, args.port))
+    where = f"unix:{unix_path}" if unix_path else format_address((host, port))
     try:
         if udp:
-            transport = reactor.listen_udp(protocol_factory, host, args.port)
+            transport = reactor.listen_udp(protocol_factory, host, port, reuse_port=reuse_port)
             shutdown = GracefulShutdown(reactor, lambda: None, lambda: (
                 [] if transport.state is DatagramState.CLOSED else [transport]),
                 args.shutdown_grace)
@@ -166,20 +192,19 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
             if unix_path:
                 listener = reactor.listen_unix(protocol_factory, unix_path, **limits)
             else:
-                listener = reactor.listen_tcp(protocol_factory, host, args.port, **limits)
+                listener = reactor.listen_tcp(protocol_factory, host, port,
+                                              reuse_port=reuse_port, **limits)
             shutdown = GracefulShutdown(reactor, listener.close,
                                         lambda: [*listener.connections, *listener.rejected],
                                         args.shutdown_grace)
             name = f"unix:{listener.name}" if unix_path else listener.name
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        print(f"{program}: cannot listen on {where}{' (UDP)' if udp else ''}: {reason}",
-              file=sys.stderr)
         close_reactor(reactor)
-        return EXIT_USAGE
+        return cannot_listen(program, where + (" (UDP)" if udp else ""), exc)
     # Handlers before the announcement: a supervisor may signal the moment it reads it.
     shutdown.install()
-    print(f"listening on {name}", flush=True)
+    if announce:
+        print(f"listening on {name}", flush=True)
     try:
         reactor.run()
     finally:

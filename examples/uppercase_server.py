@@ -13,7 +13,7 @@ from protocols.uppercase import UppercaseProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = server_parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = server_parser(__doc__.splitlines()[0], workers=True).parse_args(argv)
     return run_server(UppercaseProtocol, args, "uppercase_server",
                       reject_message=b"error: too many connections; try again later\n")
 

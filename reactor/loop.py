@@ -383,6 +383,13 @@ class Reactor:
         self.contract_violations.append(message)
         log.error("protocol contract broken: %s", message)
 
+    def close_in_child(self) -> None:
+        """In a child process after ``fork()``: let go of this reactor, which the child copied
+        from its parent, without touching the parent's (the selector and waker are shared open
+        files; closing our descriptors leaves the parent's intact)."""
+        self._running = False
+        self.close()
+
     # -- the one guard -----------------------------------------------------------------------
 
     def _run_callback(self, handle: Handle) -> None:
