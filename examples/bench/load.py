@@ -1,0 +1,204 @@
+"""The load generators, and one measured run of a load against a running server.
+
+Owns the choice of load generator and the build of ``echo_load``: the C client in this folder,
+compiled with the system compiler into a cache directory outside the repository (never into it)
+and named by a hash of its source, so an edited source is rebuilt and an unchanged one is not.
+Without a compiler the pure-Python ``pyload`` takes its place, with lower fidelity, and the
+harness says so. The chat server is always driven by ``chatload`` (Python): echo_load has no
+mode in which one connection's message comes back on the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from examples.bench.cpus import CpuPlan, format_cpus
+from examples.bench.measure import MIN_PRECISE_TICKS, CpuWindow
+from examples.bench.servers import REPO_ROOT, ServerProcess
+
+SOURCE = Path(__file__).with_name("echo_load.c")
+#: How the echo_load modes match our servers: echo gets bytes back, the uppercase server lines.
+MODES = {"echo": "echo", "line": "line-upper"}
+#: A run's load may take this long beyond warm-up + window (connecting 100 clients, exiting).
+RUN_GRACE_SECONDS = 60.0
+#: Above this share of one core the load generator, not the server, is the limit on requests/s.
+LOAD_BOUND_FRACTION = 0.95
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix: a kind of server, message size, connections, pipeline depth."""
+
+    kind: str
+    size: int
+    conns: int
+    pipeline: int
+
+    def label(self) -> str:
+        size = f"{self.size // 1024} KiB" if self.size % 1024 == 0 else f"{self.size} B"
+        return f"{self.kind} {size} x {self.conns} conns x pipeline {self.pipeline}"
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/handreactor-bench`` (``~/.cache/...``), or a temporary directory."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    directory = base / "handreactor-bench"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="handreactor-bench-"))
+
+
+def build_echo_load() -> tuple[Path | None, str]:
+    """The compiled echo_load (building it if needed) and a note on how it was found."""
+    compiler = next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))),
+                    None)
+    if compiler is None:
+        return None, "no C compiler (cc, gcc, clang) found"
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    directory = cache_dir()
+    binary = directory / f"echo_load-{digest}"
+    if binary.exists():
+        return binary, f"echo_load (C, cached at {binary})"
+    partial = directory / f".echo_load-{digest}.{os.getpid()}"
+    result = subprocess.run([compiler, "-O2", "-o", str(partial), str(SOURCE)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        return None, f"{compiler} failed to build echo_load: {result.stderr.strip()[:500]}"
+    partial.replace(binary)  # atomic: a concurrent run never sees half a binary
+    return binary, f"echo_load (C, built with {compiler} into {binary})"
+
+
+@dataclass(frozen=True)
+class LoadGenerators:
+    """The command prefix for echo and line loads, and what to tell the reader about it."""
+
+    echo_prefix: tuple[str, ...]
+    description: str
+    fidelity_note: str | None = None
+
+    def command(self, cell: Cell, host: str, port: int, warmup: float,
+                seconds: float) -> list[str]:
+        common = ["--host", host, "--port", str(port), "--conns", str(cell.conns),
+                  "--size", str(cell.size), "--pipeline", str(cell.pipeline),
+                  "--seconds", str(seconds), "--warmup", str(warmup)]
+        if cell.kind == "chat":
+            return [sys.executable, "-m", "examples.bench.chatload", *common]
+        return [*self.echo_prefix, *common, "--mode", MODES[cell.kind]]
+
+
+def choose(preference: str) -> LoadGenerators:
+    """``preference``: ``auto`` (C if it builds), ``c`` (C or fail), ``python``."""
+    python = (sys.executable, "-m", "examples.bench.pyload")
+    python_note = ("pure-Python load client (examples/bench/pyload.py), lower fidelity: it is "
+                   "slower than the servers it drives, and a server woken for fewer requests at "
+                   "a time spends more user CPU on each, so compare servers within this run "
+                   "only, not with figures taken with echo_load")
+    if preference == "python":
+        return LoadGenerators(python, "pyload (Python, chosen with --load python)", python_note)
+    binary, how = build_echo_load()
+    if binary is not None:
+        return LoadGenerators((str(binary),), how)
+    if preference == "c":
+        raise RuntimeError(how)
+    return LoadGenerators(python, f"pyload (Python): {how}", python_note)
+
+
+@dataclass
+class RunResult:
+    """One load run against one server: the load's JSON plus the CPU the harness measured."""
+
+    server: str
+    round: int
+    ok: bool
+    rps: float = 0.0
+    mbps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    user_us_per_rt: float = 0.0
+    server_user_pct: float = 0.0
+    server_user_ticks: int = 0
+    load_cpu_pct: float = 0.0
+    error: str | None = None
+    load_json: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def load_bound(self) -> bool:
+        return self.load_cpu_pct >= LOAD_BOUND_FRACTION * 100
+
+    @property
+    def coarse(self) -> bool:
+        """Too few clock ticks of server user CPU for a precise user us/RT."""
+        return self.server_user_ticks < MIN_PRECISE_TICKS
+
+
+def measure_run(server: ServerProcess, cell: Cell, loads: LoadGenerators, cpus: CpuPlan,
+                warmup: float, seconds: float, round_number: int) -> RunResult:
+    """Drive ``server`` with the cell's load; take the CPU windows after ``warmup``.
+
+    The harness sleeps through the load rather than asking it for its figures: see
+    ``measure.py`` for why its window, offset by the load's start-up, still measures the same
+    steady state.
+    """
+    command = [sys.executable, "-m", "examples.bench.launch", "--cpus", format_cpus(cpus.load),
+               "--", *loads.command(cell, server.host, server.port, warmup, seconds)]
+    load = subprocess.Popen(command, cwd=REPO_ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    server_cpu = CpuWindow(server.pid)
+    load_cpu = CpuWindow(load.pid, system=True)
+    result = RunResult(server.spec.name, round_number, ok=False)
+    try:
+        time.sleep(warmup)
+        server_cpu.start()
+        load_cpu.start()
+        time.sleep(seconds)
+        server_cpu.stop()
+        load_cpu.stop()
+        out, err = load.communicate(timeout=RUN_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        load.communicate()
+        result.error = f"the load did not finish within {RUN_GRACE_SECONDS:.0f} s of its window"
+        return result
+    except BaseException:
+        load.kill()
+        load.communicate()
+        raise
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        data = {}
+    problems = err.decode("utf-8", "replace").strip()
+    if not data:
+        result.error = f"load printed no result (exit {load.returncode}): {problems[-300:]}"
+        return result
+    result.load_json = data
+    result.rps = float(data["rps"])
+    result.mbps = float(data["mbps"])
+    result.p50_ms = float(data["p50_ms"])
+    result.p99_ms = float(data["p99_ms"])
+    result.user_us_per_rt = server_cpu.us_per(result.rps)
+    result.server_user_pct = round(server_cpu.fraction * 100, 1)
+    result.server_user_ticks = server_cpu.ticks
+    result.load_cpu_pct = round(load_cpu.fraction * 100, 1)
+    failures = int(data.get("errors", 0)) + int(data.get("mismatches", 0))
+    if load.returncode != 0 or failures or not data.get("rtts"):
+        result.error = (f"exit {load.returncode}, errors {data.get('errors')}, mismatches "
+                        f"{data.get('mismatches')}: {problems[-300:]}")
+        return result
+    result.ok = True
+    return result
