@@ -1,0 +1,685 @@
+"""The callback-order checker (``reactor.checker``): what it reports, and that every protocol in
+``protocols/`` runs under it without a breach.
+
+The unit tests drive a ``CheckedProtocol`` by hand over a ``FakeTransport``. The rest run the real
+protocols under ``Reactor(debug=True)`` (the ``reactor`` fixture: every selector, and it fails a
+test that leaves a breach) over loopback sockets, through each way a connection can end; a last
+test breaks the reactor on purpose to show that the check is not hollow.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from protocols.chat import ChatRoom
+from protocols.echo import EchoProtocol
+from protocols.line import LineProtocol
+from protocols.udp import UdpEchoProtocol, UdpUppercaseProtocol
+from protocols.uppercase import UppercaseProtocol
+from reactor import ByteBuffer, Protocol, Reactor
+from reactor.checker import CheckedProtocol, checked_factory
+from reactor.connection import Connection, ConnectionState
+from reactor.datagram import DatagramProtocol
+from reactor.testing import FakeTransport
+from tests.helpers import run_until
+
+LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class Recorder(Protocol):
+    """Records the callbacks it receives; ``eof_received`` answers ``keep_open``."""
+
+    def __init__(self, keep_open: Any = False) -> None:
+        self.keep_open = keep_open
+        self.calls: list[str] = []
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.calls.append("connection_made")
+
+    def data_received(self, buffer: ByteBuffer) -> None:
+        self.calls.append("data_received")
+        buffer.clear()
+
+    def eof_received(self) -> Any:
+        self.calls.append("eof_received")
+        return self.keep_open
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.calls.append("connection_lost")
+
+    def pause_writing(self) -> None:
+        self.calls.append("pause_writing")
+
+    def resume_writing(self) -> None:
+        self.calls.append("resume_writing")
+
+    def idle_timed_out(self, idle_seconds: float) -> None:
+        self.calls.append("idle_timed_out")
+
+
+Checked = tuple[CheckedProtocol, FakeTransport, list[str]]
+
+
+def keeping(cls: Callable[[], Any], made: list[Any]) -> Callable[[], Any]:
+    """A factory of ``cls()`` that also appends each new protocol to ``made``."""
+
+    def factory() -> Any:
+        made.append(cls())
+        return made[-1]
+
+    return factory
+
+
+def checked(inner: Any = None, *, made: bool = True) -> Checked:
+    """A CheckedProtocol over ``inner`` on a fake transport; breaches go to the returned list."""
+    seen: list[str] = []
+    wrapper = CheckedProtocol(inner if inner is not None else Recorder(), on_violation=seen.append)
+    transport = FakeTransport(wrapper)  # type: ignore[arg-type]
+    if made:
+        wrapper.connection_made(transport)
+    return wrapper, transport, seen
+
+
+# -- CheckedProtocol by hand -----------------------------------------------------------------------
+
+
+def test_a_correct_sequence_reports_nothing_and_reaches_the_protocol() -> None:
+    wrapper, transport, seen = checked()
+    buffer = ByteBuffer(b"data")
+    wrapper.data_received(buffer)
+    wrapper.pause_writing()
+    wrapper.resume_writing()
+    wrapper.pause_writing()
+    wrapper.resume_writing()
+    wrapper.idle_timed_out(5.0)
+    wrapper.data_received(buffer)
+    assert wrapper.eof_received() is False
+    wrapper.connection_lost(None)
+    expected = ["connection_made", "data_received", "pause_writing", "resume_writing",
+                "pause_writing", "resume_writing", "idle_timed_out", "data_received",
+                "eof_received", "connection_lost"]
+    assert seen == wrapper.violations == []
+    assert wrapper.calls == expected
+    assert wrapper.protocol.calls == expected
+
+
+def test_connection_made_twice_is_reported() -> None:
+    wrapper, transport, seen = checked()
+    wrapper.connection_made(transport)
+    assert len(seen) == 1
+    assert seen[0].startswith("Recorder: connection_made after other callbacks")
+    assert "['connection_made', 'connection_made']" in seen[0]
+
+
+@pytest.mark.parametrize("hook", ["data_received", "eof_received", "pause_writing",
+                                  "connection_lost"])
+def test_a_callback_before_connection_made_is_reported(hook: str) -> None:
+    wrapper, transport, seen = checked(made=False)
+    call(wrapper, hook)
+    assert seen == [f"Recorder: {hook} before connection_made (calls: ['{hook}'])"]
+    wrapper.connection_made(transport)  # and connection_made can no longer come first
+    assert seen[1].startswith("Recorder: connection_made after other callbacks")
+
+
+def call(wrapper: CheckedProtocol, hook: str) -> None:
+    """Call one contract callback with plausible arguments."""
+    arguments: dict[str, tuple[Any, ...]] = {
+        "data_received": (ByteBuffer(b"x"),), "connection_lost": (None,),
+        "idle_timed_out": (1.0,), "datagram_received": (b"x", ("127.0.0.1", 9)),
+        "error_received": (OSError(),), "connection_made": (FakeTransport(),),
+    }
+    getattr(wrapper, hook)(*arguments.get(hook, ()))
+
+
+@pytest.mark.parametrize("hook", ["data_received", "eof_received", "pause_writing",
+                                  "resume_writing", "idle_timed_out", "datagram_received",
+                                  "error_received"])
+def test_any_callback_after_connection_lost_is_reported(hook: str) -> None:
+    inner = Recorder() if hook not in ("datagram_received", "error_received") else \
+        DatagramProtocol()
+    wrapper, transport, seen = checked(inner)
+    wrapper.connection_lost(None)
+    call(wrapper, hook)
+    assert len(seen) == 1
+    assert f": {hook} after connection_lost (calls: " in seen[0]
+
+
+def test_connection_lost_twice_is_reported() -> None:
+    wrapper, transport, seen = checked()
+    wrapper.connection_lost(None)
+    wrapper.connection_lost(ConnectionResetError())
+    assert seen == ["Recorder: connection_lost after connection_lost (calls: "
+                    "['connection_made', 'connection_lost', 'connection_lost'])"]
+
+
+def test_eof_received_twice_is_reported() -> None:
+    wrapper, transport, seen = checked(Recorder(keep_open=True))
+    assert wrapper.eof_received() is True
+    wrapper.eof_received()
+    assert len(seen) == 1
+    assert seen[0].startswith("Recorder: eof_received twice")
+
+
+def test_pause_writing_twice_in_a_row_is_reported() -> None:
+    wrapper, transport, seen = checked()
+    wrapper.pause_writing()
+    wrapper.pause_writing()
+    assert len(seen) == 1
+    assert seen[0].startswith("Recorder: pause_writing twice in a row")
+
+
+def test_resume_writing_before_any_pause_is_reported() -> None:
+    wrapper, transport, seen = checked()
+    wrapper.resume_writing()
+    assert len(seen) == 1
+    assert seen[0].startswith("Recorder: resume_writing twice in a row")
+
+
+def test_resume_writing_twice_in_a_row_is_reported() -> None:
+    wrapper, transport, seen = checked()
+    wrapper.pause_writing()
+    wrapper.resume_writing()
+    wrapper.data_received(ByteBuffer(b"between"))  # other callbacks do not break the pairing
+    wrapper.resume_writing()
+    assert len(seen) == 1
+    assert seen[0].startswith("Recorder: resume_writing twice in a row")
+
+
+@pytest.mark.parametrize("command", ["close", "abort"])
+def test_data_received_after_the_transport_is_closing_is_reported(command: str) -> None:
+    wrapper, transport, seen = checked()
+    wrapper.data_received(ByteBuffer(b"fine"))
+    getattr(transport, command)()
+    wrapper.data_received(ByteBuffer(b"too late"))
+    assert len(seen) == 1
+    assert seen[0].startswith("Recorder: data_received after close() or abort()")
+    wrapper.connection_lost(None)  # the final connection_lost is still allowed
+    assert len(seen) == 1
+
+
+def test_a_breach_is_reported_not_raised_and_the_call_still_reaches_the_protocol() -> None:
+    wrapper, transport, seen = checked()
+    wrapper.connection_lost(None)
+    wrapper.data_received(ByteBuffer(b"x"))  # no exception
+    assert wrapper.protocol.calls[-1] == "data_received"
+    assert wrapper.violations == seen and len(seen) == 1
+
+
+def test_without_on_violation_breaches_are_only_kept() -> None:
+    wrapper = CheckedProtocol(Recorder())
+    wrapper.pause_writing()
+    assert wrapper.violations == ["Recorder: pause_writing before connection_made "
+                                  "(calls: ['pause_writing'])"]
+
+
+@pytest.mark.parametrize("answer, expected", [(True, True), (False, False), (None, False),
+                                              (1, True)])
+def test_eof_received_answer_is_forwarded_as_a_bool(answer: Any, expected: bool) -> None:
+    wrapper, transport, seen = checked(Recorder(keep_open=answer))
+    assert wrapper.eof_received() is expected
+
+
+def test_other_attributes_are_the_protocols_own() -> None:
+    room = ChatRoom()
+    member = room.protocol_factory()
+    wrapper, transport, seen = checked(member)
+    assert wrapper.name == "127.0.0.1:5555"  # given by the room when the member joined
+    assert wrapper.room is room
+    assert wrapper.transport is transport
+    assert transport.written == b"* welcome, you are 127.0.0.1:5555; /help lists commands\n"
+    with pytest.raises(AttributeError):
+        wrapper.no_such_attribute  # noqa: B018
+
+
+def test_checked_factory_wraps_each_new_protocol_and_reports_to_the_callback() -> None:
+    seen: list[str] = []
+    factory = checked_factory(Recorder, seen.append)
+    first, second = factory(), factory()
+    assert isinstance(first, CheckedProtocol) and isinstance(first.protocol, Recorder)
+    assert first.protocol is not second.protocol
+    first.eof_received()
+    assert len(seen) == 1
+
+
+# -- the real protocols under Reactor(debug=True) --------------------------------------------------
+
+
+class Counted(LineProtocol):
+    """A LineProtocol subclass: answers each line with its length and the line."""
+
+    max_line_length = 64 * 1024
+
+    def line_received(self, line: bytes) -> None:
+        self.send_line(b"%d:%s" % (len(line), line))
+
+
+STREAM_PROTOCOLS: dict[str, Callable[[], Callable[[], Any]]] = {
+    "echo": lambda: EchoProtocol,
+    "uppercase": lambda: UppercaseProtocol,
+    "line-subclass": lambda: Counted,
+    "chat": lambda: ChatRoom().protocol_factory,
+}
+
+
+class Peer:
+    """A non-blocking client socket, read between loop passes."""
+
+    def __init__(self, reactor: Reactor, address: Any) -> None:
+        self.reactor = reactor
+        self.sock = socket.create_connection(address, timeout=5)
+        self.sock.setblocking(False)
+        self.received = bytearray()
+        self.eof = False
+        self.error: OSError | None = None
+
+    def pump(self) -> None:
+        while not self.eof and self.error is None:
+            try:
+                data = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.error = exc
+                return
+            if not data:
+                self.eof = True
+                return
+            self.received += data
+
+    def read_until(self, condition: Callable[[], object]) -> None:
+        def check() -> object:
+            self.pump()
+            return condition()
+
+        run_until(self.reactor, check)
+
+    def line(self) -> bytes:
+        self.read_until(lambda: b"\n" in self.received)
+        end = self.received.index(b"\n") + 1
+        line = bytes(self.received[:end])
+        del self.received[:end]
+        return line
+
+    def until_closed(self) -> None:
+        self.read_until(lambda: self.eof or self.error is not None)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reset(self) -> None:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        self.sock.close()
+
+
+class Server:
+    """A debug-mode listener that keeps its connections; ``checker(conn)`` is the wrapper the
+    reactor put between the connection and the protocol."""
+
+    def __init__(self, reactor: Reactor, factory: Callable[[], Any]) -> None:
+        self.reactor = reactor
+        self.listener = reactor.listen_tcp(factory, "127.0.0.1", 0)
+        self.peers: list[Peer] = []
+
+    def connect(self) -> tuple[Peer, Connection]:
+        known = set(self.listener.connections)
+        peer = Peer(self.reactor, self.listener.address)
+        self.peers.append(peer)
+        run_until(self.reactor, lambda: set(self.listener.connections) - known)
+        [conn] = set(self.listener.connections) - known
+        return peer, conn
+
+    def close(self) -> None:
+        for connection in list(self.listener.connections):
+            connection.abort()
+        self.listener.close()
+        for peer in self.peers:
+            peer.sock.close()
+        self.reactor.run_once(0)
+
+
+@pytest.fixture
+def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
+    servers: list[Server] = []
+
+    def start(factory: Callable[[], Any]) -> Server:
+        server = Server(reactor, factory)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def checker(transport: Any) -> CheckedProtocol:
+    """The CheckedProtocol debug mode wrapped around ``transport``'s protocol."""
+    wrapper = transport._protocol
+    assert type(wrapper) is CheckedProtocol
+    assert transport.protocol is wrapper.protocol
+    return wrapper
+
+
+def lost(transport: Any) -> Callable[[], bool]:
+    return lambda: checker(transport).calls[-1:] == ["connection_lost"]
+
+
+def assert_clean(reactor: Reactor, *transports: Any) -> None:
+    assert reactor.contract_violations == []
+    for transport in transports:
+        wrapper = checker(transport)
+        assert wrapper.violations == []
+        assert wrapper.calls[0] == "connection_made"
+        assert wrapper.calls.count("connection_made") == 1
+        assert wrapper.calls.count("connection_lost") == 1
+        assert wrapper.calls[-1] == "connection_lost"
+
+
+def send_and_wait(peer: Peer, conn: Connection, data: bytes) -> None:
+    target = conn.bytes_received + len(data)
+    peer.send(data)
+    run_until(peer.reactor, lambda: conn.bytes_received >= target)
+
+
+def end_by_half_close(reactor: Reactor, peer: Peer, conn: Connection) -> None:
+    send_and_wait(peer, conn, b"hello\n")
+    peer.sock.shutdown(socket.SHUT_WR)
+    peer.until_closed()
+    assert peer.eof and peer.error is None
+    run_until(reactor, lost(conn))
+    assert "eof_received" in checker(conn).calls
+
+
+def end_by_lingering_server_close(reactor: Reactor, peer: Peer, conn: Connection) -> None:
+    send_and_wait(peer, conn, b"hello\n")
+    delivered = checker(conn).calls.count("data_received")
+    conn.close()
+    peer.send(b"sent after the server's close\n")  # read and discarded while lingering
+    peer.until_closed()
+    assert peer.eof and peer.error is None
+    assert not checker(conn).calls[-1:] == ["connection_lost"]  # still waiting for our FIN
+    peer.sock.close()
+    run_until(reactor, lost(conn))
+    assert checker(conn).calls.count("data_received") == delivered
+    assert "eof_received" not in checker(conn).calls
+
+
+def end_by_abort(reactor: Reactor, peer: Peer, conn: Connection) -> None:
+    send_and_wait(peer, conn, b"hello\n")
+    conn.abort()
+    peer.until_closed()
+    assert isinstance(peer.error, ConnectionResetError)
+    run_until(reactor, lost(conn))
+
+
+def end_by_peer_reset(reactor: Reactor, peer: Peer, conn: Connection) -> None:
+    send_and_wait(peer, conn, b"hello\n")
+    peer.reset()
+    run_until(reactor, lost(conn))
+    assert conn.state is ConnectionState.CLOSED
+
+
+ENDINGS: dict[str, Callable[[Reactor, Peer, Connection], None]] = {
+    "half-close": end_by_half_close,
+    "lingering-server-close": end_by_lingering_server_close,
+    "abort": end_by_abort,
+    "peer-reset": end_by_peer_reset,
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("protocol", list(STREAM_PROTOCOLS))
+def test_stream_protocol_keeps_the_contract_through_each_ending(
+        reactor: Reactor, serve: Callable[..., Server], protocol: str, ending: str) -> None:
+    server = serve(STREAM_PROTOCOLS[protocol]())
+    peer, conn = server.connect()
+    ENDINGS[ending](reactor, peer, conn)
+    assert "data_received" in checker(conn).calls
+    assert_clean(reactor, conn)
+
+
+REQUEST = b"a" * 60000 + b"\n"
+
+
+@pytest.mark.parametrize("protocol", ["echo", "uppercase", "line-subclass"])
+def test_stream_protocol_keeps_the_contract_across_a_watermark_pause_and_resume(
+        reactor: Reactor, serve: Callable[..., Server], protocol: str) -> None:
+    server = serve(STREAM_PROTOCOLS[protocol]())
+    peer, conn = server.connect()
+    outgoing = bytearray()
+    requests = 0
+
+    def send_some() -> None:
+        try:
+            del outgoing[:peer.sock.send(outgoing)]
+        except BlockingIOError:
+            pass
+
+    def send_until_paused() -> bool:
+        nonlocal requests
+        if "pause_writing" in checker(conn).calls:
+            return True
+        if not outgoing:
+            outgoing.extend(REQUEST)  # at most one request per pass
+            requests += 1
+        send_some()
+        return False
+
+    run_until(reactor, send_until_paused, timeout=10)  # the client reads nothing meanwhile
+
+    def drained() -> bool:
+        send_some()  # the rest of a request the kernel took only part of
+        return not outgoing and "resume_writing" in checker(conn).calls
+
+    peer.read_until(drained)
+    peer.sock.shutdown(socket.SHUT_WR)
+    peer.until_closed()
+    run_until(reactor, lost(conn))
+    reply = {"echo": REQUEST, "uppercase": REQUEST.upper(),
+             "line-subclass": b"%d:" % (len(REQUEST) - 1) + REQUEST}[protocol]
+    assert len(peer.received) == len(reply) * requests
+    assert peer.received == reply * requests
+    calls = [call for call in checker(conn).calls if call.endswith("_writing")]
+    assert calls[:2] == ["pause_writing", "resume_writing"]
+    assert_clean(reactor, conn)
+
+
+def test_chat_members_talking_quitting_and_asking_for_stats_keep_the_contract(
+        reactor: Reactor, serve: Callable[..., Server]) -> None:
+    server = serve(ChatRoom().protocol_factory)
+    alice, alice_conn = server.connect()
+    assert alice.line().startswith(b"* welcome, you are ")
+    bob, bob_conn = server.connect()
+    assert bob.line().startswith(b"* welcome, you are ")
+    assert alice.line().endswith(b" joined\n")
+    assert checker(bob_conn).name == bob_conn.peer_name  # the member's own attribute
+    alice.send(b"hi bob\n")
+    assert bob.line() == f"{alice_conn.peer_name}: hi bob\n".encode()
+    bob.send(b"/stats\n")
+    assert bob.line().startswith(b"* stats: members=2 lines_in=2 ")
+    bob.send(b"/quit\n")
+    assert bob.line() == b"* goodbye\n"
+    bob.until_closed()
+    assert alice.line() == f"* {bob_conn.peer_name} left\n".encode()
+    bob.sock.close()
+    run_until(reactor, lost(bob_conn))
+    alice.sock.shutdown(socket.SHUT_WR)
+    alice.until_closed()
+    run_until(reactor, lost(alice_conn))
+    assert_clean(reactor, alice_conn, bob_conn)
+
+
+def test_chat_member_that_stops_reading_is_paused_then_resumed_within_the_contract(
+        reactor: Reactor, serve: Callable[..., Server]) -> None:
+    server = serve(ChatRoom().protocol_factory)
+    alice, alice_conn = server.connect()
+    bob, bob_conn = server.connect()
+    alice.line()
+    alice.line()  # welcome, then bob joined
+    message = b"m" * 4000 + b"\n"
+
+    def alice_talks_bob_does_not_read() -> bool:
+        if "pause_writing" in checker(bob_conn).calls:
+            return True
+        alice.pump()
+        alice.send(message)  # one line per pass: bob's queue grows by one line at a time
+        return False
+
+    run_until(reactor, alice_talks_bob_does_not_read, timeout=10)
+    assert bob_conn.get_write_buffer_size() < 1024 * 1024  # paused, not cut off as too slow
+    bob.read_until(lambda: "resume_writing" in checker(bob_conn).calls)
+    for peer in (alice, bob):
+        peer.sock.shutdown(socket.SHUT_WR)
+    for peer in (alice, bob):
+        peer.until_closed()
+    run_until(reactor, lambda: lost(alice_conn)() and lost(bob_conn)())
+    assert_clean(reactor, alice_conn, bob_conn)
+
+
+@pytest.mark.parametrize("factory, request_, reply", [
+    (UdpEchoProtocol, b"ping", b"ping"),
+    (UdpUppercaseProtocol, b"stra\xc3\x9fe\n", b"STRASSE\n"),
+])
+def test_udp_protocol_keeps_the_contract_from_open_to_close(
+        reactor: Reactor, factory: Any, request_: bytes, reply: bytes) -> None:
+    transport = reactor.listen_udp(factory, "127.0.0.1", 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.setblocking(False)
+        replies: list[bytes] = []
+
+        def replied() -> bool:
+            try:
+                replies.append(client.recv(65536))
+            except BlockingIOError:
+                pass
+            return len(replies) == 2
+
+        client.sendto(request_, transport.local_address)
+        client.sendto(request_, transport.local_address)
+        run_until(reactor, replied)
+    assert replies == [reply, reply]
+    transport.close()
+    run_until(reactor, lost(transport))
+    assert checker(transport).calls == ["connection_made", "datagram_received",
+                                        "datagram_received", "connection_lost"]
+    assert_clean(reactor, transport)
+
+
+@pytest.mark.parametrize("factory", [UdpEchoProtocol, UdpUppercaseProtocol])
+def test_udp_protocol_keeps_the_contract_when_the_peer_is_unreachable(
+        reactor: Reactor, factory: Any) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as vacant:
+        vacant.bind(("127.0.0.1", 0))
+        port = vacant.getsockname()[1]
+    transport = reactor.connect_udp(factory, "127.0.0.1", port)
+    transport.sendto(b"anyone?")
+    run_until(reactor, lambda: "error_received" in checker(transport).calls)
+    transport.abort()
+    run_until(reactor, lost(transport))
+    assert checker(transport).calls == ["connection_made", "error_received", "connection_lost"]
+    assert_clean(reactor, transport)
+
+
+def test_transport_protocol_is_the_users_protocol_in_debug_mode(
+        reactor: Reactor, serve: Callable[..., Server]) -> None:
+    made: list[EchoProtocol] = []
+    server = serve(keeping(EchoProtocol, made))
+    peer, conn = server.connect()
+    assert conn.protocol is made[0]
+    assert made[0].transport is conn
+    udp = reactor.listen_udp(UdpEchoProtocol, "127.0.0.1", 0)
+    assert type(udp.protocol) is UdpEchoProtocol
+    udp.close()
+    reactor.run_once(0)
+
+
+def test_without_debug_mode_protocols_are_not_wrapped() -> None:
+    reactor = Reactor()
+    try:
+        made: list[EchoProtocol] = []
+        listener = reactor.listen_tcp(keeping(EchoProtocol, made))
+        with socket.create_connection(listener.address, timeout=5):
+            run_until(reactor, lambda: made)
+            [conn] = listener.connections
+            assert conn._protocol is made[0] is conn.protocol
+            conn.abort()
+        listener.close()
+        reactor.run_once(0)
+    finally:
+        reactor.close()
+
+
+# -- the check is not hollow ---------------------------------------------------------------------
+
+
+class Flood(Protocol):
+    """Queues more than the kernel takes, so that a close() has to wait for the queue."""
+
+    def connection_made(self, transport: Connection) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        transport.write(b"x" * (8 * 1024 * 1024))
+
+    def pause_writing(self) -> None:
+        pass  # keep reading: the input must keep coming for this test
+
+
+def test_debug_mode_reports_data_delivered_after_close_by_a_broken_connection(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Break the reactor: close() no longer stops reading, so bytes that arrive while the queue
+    # is still being flushed reach data_received, which the contract forbids.
+    monkeypatch.setattr(Connection, "_stop_reading", lambda self: None)
+    reactor = Reactor(debug=True)
+    try:
+        server = Server(reactor, Flood)
+        peer, conn = server.connect()
+        assert conn.get_write_buffer_size() > 0
+        conn.close()
+        assert conn.state is ConnectionState.CLOSING
+        peer.send(b"late")
+        run_until(reactor, lambda: reactor.contract_violations)
+        [breach] = reactor.contract_violations
+        assert breach.startswith("Flood: data_received after close() or abort()")
+        assert "protocol contract broken: Flood: data_received after close()" in caplog.text
+        server.close()
+    finally:
+        reactor.close()
+
+
+class Producer(Flood):
+    """Flood with the calls it receives, and whether the transport was closing at each."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool]] = []
+
+    def pause_writing(self) -> None:
+        assert self.transport is not None
+        self.calls.append(("pause_writing", self.transport.is_closing()))
+
+    def resume_writing(self) -> None:
+        assert self.transport is not None
+        self.calls.append(("resume_writing", self.transport.is_closing()))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: reactor/protocol.py promises nothing but connection_lost after close(), yet "
+    "reactor/transport.py _resume_protocol_writing() returns early only when _closed, so a "
+    "close() with a queue over the high-water mark delivers resume_writing() once the queue "
+    "drains (the checker only checks data_received, so debug mode misses it); skip the "
+    "protocol call when is_closing(), or document resume_writing as allowed while closing "
+    "and check that in reactor/checker.py"))
+def test_no_resume_writing_is_delivered_after_close(
+        reactor: Reactor, serve: Callable[..., Server]) -> None:
+    made: list[Producer] = []
+    server = serve(keeping(Producer, made))
+    peer, conn = server.connect()
+    assert made[0].calls == [("pause_writing", False)]
+    conn.close()
+    peer.until_closed()  # reads everything: the queue drains below the low-water mark
+    peer.sock.close()
+    run_until(reactor, lost(conn))
+    assert made[0].calls == [("pause_writing", False)]
