@@ -1,6 +1,6 @@
 """ByteBuffer: the FIFO of bytes used for both directions of a connection.
 
-Owns: a deque of chunks and their total length. Does not own a socket, and knows nothing of
+Owns: a list of chunks and their total length. Does not own a socket, and knows nothing of
 framing: protocols decide where a message ends (see ``protocols/line.py``).
 
 Why chunks instead of one ``bytearray``: ``recv()`` hands us a fresh ``bytes`` object anyway.
@@ -21,6 +21,12 @@ Invariant: ``len(self) == sum(len(chunk) for chunk in chunks)`` and no chunk is 
 ``consume()`` of the head chunk replaces it with a ``memoryview`` of the rest, again without
 copying; the send path hands those views straight to ``sendmsg()``.
 
+Why a list and not a ``deque``: an empty deque is 760 bytes, and every connection has two
+buffers, almost always empty (DESIGN's budget is 1 KB per idle connection). An empty buffer
+holds no container at all, only a shared empty tuple; the first append makes a list. Taking the
+head chunk off a list moves the other pointers (``del chunks[0]``), which costs nothing at the
+handful of chunks a buffer holds; merging (below) keeps that number small.
+
 Many tiny appends (a peer trickling one byte per segment) would make a long list of tiny chunks
 that every ``find()`` walks. So a small append is merged into a small tail chunk: the copy is
 bounded by ``MERGE_LIMIT_BYTES`` per append, and a 64 KiB line arriving a byte at a time ends up in
@@ -29,10 +35,11 @@ about 64 chunks instead of 65,536.
 
 from __future__ import annotations
 
-from collections import deque
-from itertools import islice
 
 Chunk = bytes | memoryview
+
+#: What every empty buffer holds instead of a list of its own.
+NO_CHUNKS: tuple[Chunk, ...] = ()
 
 #: Appends this small are merged into an equally small tail chunk (see the module docstring).
 MERGE_LIMIT_BYTES = 1024
@@ -44,7 +51,7 @@ class ByteBuffer:
     __slots__ = ("_chunks", "_length")
 
     def __init__(self, data: bytes = b"") -> None:
-        self._chunks: deque[Chunk] = deque()
+        self._chunks: list[Chunk] | tuple[Chunk, ...] = NO_CHUNKS
         self._length = 0
         if data:
             self.append(data)
@@ -71,10 +78,12 @@ class ByteBuffer:
         if not size:
             return
         chunks = self._chunks
-        if size < MERGE_LIMIT_BYTES and chunks and len(chunks[-1]) < MERGE_LIMIT_BYTES:
+        if not chunks:
+            self._chunks = [data]
+        elif size < MERGE_LIMIT_BYTES and len(chunks[-1]) < MERGE_LIMIT_BYTES:
             chunks[-1] = bytes(chunks[-1]) + data
         else:
-            chunks.append(data)
+            chunks.append(data)  # type: ignore[union-attr]  # non-empty: a list
         self._length += size
 
     def append_unsent(self, data: bytes | bytearray | memoryview, sent: int) -> None:
@@ -85,7 +94,11 @@ class ByteBuffer:
         """
         if type(data) is bytes:
             if sent < len(data):
-                self._chunks.append(memoryview(data)[sent:] if sent else data)
+                tail = memoryview(data)[sent:] if sent else data
+                if self._chunks:
+                    self._chunks.append(tail)  # type: ignore[union-attr]
+                else:
+                    self._chunks = [tail]
                 self._length += len(data) - sent
         else:
             self.append(memoryview(data)[sent:])
@@ -109,8 +122,12 @@ class ByteBuffer:
             return b""
         first = self._chunks[0]
         if len(first) == size:
-            self._chunks.popleft()
-            self._length -= size
+            if size == self._length:  # the common case: one chunk in, that chunk out
+                self._chunks = NO_CHUNKS
+                self._length = 0
+            else:
+                del self._chunks[0]  # type: ignore[union-attr]
+                self._length -= size
             return first if type(first) is bytes else bytes(first)
         data = self.peek(size)
         self.consume(size)
@@ -121,22 +138,22 @@ class ByteBuffer:
         if size >= self._length:
             self.clear()
             return
-        chunks = self._chunks
+        chunks = self._chunks  # non-empty, so a list
         self._length -= size
         while size:
             first = chunks[0]
             if len(first) <= size:
-                chunks.popleft()
+                del chunks[0]  # type: ignore[union-attr]
                 size -= len(first)
             else:
                 # A view of the rest: the partial-send case, where copying the unsent tail of
                 # a 100 KiB chunk on every short send() would be quadratic.
-                chunks[0] = memoryview(first)[size:]
+                chunks[0] = memoryview(first)[size:]  # type: ignore[index]
                 size = 0
 
     def clear(self) -> None:
         """Drop everything (``abort()`` discards the send queue this way)."""
-        self._chunks.clear()
+        self._chunks = NO_CHUNKS
         self._length = 0
 
     def find(self, needle: bytes, start: int = 0) -> int:
@@ -190,9 +207,7 @@ class ByteBuffer:
 
     def head_chunks(self, limit: int) -> list[Chunk]:
         """The first ``limit`` chunks as a list: the iovec a vectored ``sendmsg()`` takes."""
-        if len(self._chunks) <= limit:
-            return list(self._chunks)
-        return list(islice(self._chunks, limit))
+        return list(self._chunks[:limit])
 
     def _join(self, size: int) -> bytes:
         """Copy the first ``size`` bytes into one object: the only place chunks are joined."""

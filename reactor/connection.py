@@ -144,8 +144,8 @@ class Connection(BaseTransport):
         self.bytes_received = self.bytes_sent = self.reads = self.writes = 0
         self.partial_sends = self.would_blocks = 0
         self.peak_recv_buffer = self.peak_send_buffer = 0
-        #: ``(when, state)`` for every state entered, on the reactor's clock.
-        self.history: list[tuple[float, ConnectionState]] = [(reactor.time(), self._state)]
+        #: ``(when, state)`` for every state entered from OPEN on, on the reactor's clock.
+        self.history: list[tuple[float, ConnectionState]] = []
 
     # -- what users can look at ----------------------------------------------------------------
 
@@ -247,8 +247,10 @@ class Connection(BaseTransport):
             return
         if self._tracer is not None:
             self._trace("data_received returned")  # the buffer sizes show what it took
-        if buffer:
-            self._input_left_over(len(buffer))
+        # ``buffer._length``, not ``len(buffer)`` or ``if buffer``: a Python-level __len__ or
+        # __bool__ is a function call on every read (DESIGN.md, perf note 2).
+        if buffer._length:
+            self._input_left_over(buffer._length)
 
     def _input_left_over(self, size: int) -> None:
         """The protocol left ``size`` bytes unconsumed: note the peak, enforce the limit."""
@@ -343,7 +345,7 @@ class Connection(BaseTransport):
             # send() returns bytes. Raises TypeError for str and for the ByteBuffer itself.
             data = memoryview(data).cast("B")
         buffer = self.send_buffer
-        if buffer:
+        if buffer._length:  # see _on_readable on ``_length``
             buffer.append(data)
         else:
             try:
