@@ -7,7 +7,8 @@ forwards every callback to it, and reports each breach of the contract:
 * nothing comes after ``connection_lost``, which comes exactly once;
 * ``eof_received`` comes at most once, and before ``connection_lost``;
 * ``pause_writing`` and ``resume_writing`` strictly alternate, pause first;
-* no ``data_received`` once the transport is closing (after ``close()``/``abort()``).
+* no ``data_received``, ``pause_writing`` or ``resume_writing`` once the transport is closing
+  (after ``close()``/``abort()``).
 
 A reactor built with ``Reactor(debug=True)`` wraps every protocol its listeners and connectors
 create and appends each breach to ``reactor.contract_violations``; the test suite runs with it and
@@ -49,14 +50,14 @@ class CheckedProtocol:
             problem = f"{hook} after connection_lost"
         elif hook == "eof_received" and "eof_received" in calls:
             problem = "eof_received twice"
-        elif hook in ("pause_writing", "resume_writing"):
+        if problem is None and hook in ("pause_writing", "resume_writing"):
             last = next((call for call in reversed(calls)
                          if call in ("pause_writing", "resume_writing")), "resume_writing")
             if last == hook:
                 problem = f"{hook} twice in a row"
-        elif hook == "data_received" and self._transport is not None \
-                and self._transport.is_closing():
-            problem = "data_received after close() or abort()"
+        elif hook in ("data_received", "resume_writing", "pause_writing") \
+                and self._transport is not None and self._transport.is_closing():
+            problem = f"{hook} after close() or abort()"
         calls.append(hook)
         if problem is not None:
             self._report(f"{type(self.protocol).__name__}: {problem} (calls: {calls})")

@@ -361,8 +361,8 @@ class Connection(BaseTransport):
                 if self._tracer is not None:
                     self._trace_send(sent, sent)
                 return
-            self._send_fell_short(sent, len(data))
             buffer.append_unsent(data, max(sent, 0))
+            self._send_fell_short(sent, len(data))
             self._start_writing()
         size = len(buffer)
         if size > self.peak_send_buffer:
@@ -397,14 +397,15 @@ class Connection(BaseTransport):
             else:
                 self._io_failed(exc, "send")
             return
-        if sent < len(buffer):
-            self._send_fell_short(sent, len(buffer))
+        wanted = buffer._length  # see _on_readable on ``_length``
+        buffer.consume(sent)
+        if sent < wanted:
+            self._send_fell_short(sent, wanted)
         else:
             self.writes += 1
             self.bytes_sent += sent
             if self._tracer is not None:
                 self._trace_send(sent, sent)
-        buffer.consume(sent)
         if buffer:
             if self._write_paused and len(buffer) <= self._low_water:
                 self._resume_protocol_writing()
@@ -502,7 +503,9 @@ class Connection(BaseTransport):
             pass  # the socket is already dead: close() will not send anything either way
         self.send_buffer.clear()
         if self._tracer is not None:
-            self._trace("abort", meaning="SO_LINGER 0 then close: the peer gets RST")
+            peer_gone = isinstance(exc, OSError) and classify(exc) is ErrorKind.PEER_GONE
+            self._trace("abort", meaning="the peer is already gone: closing our end" if peer_gone
+                        else "SO_LINGER 0 then close: the peer gets RST")
         self._teardown(exc)
 
     def _teardown(self, exc: BaseException | None) -> None:
@@ -525,12 +528,15 @@ class Connection(BaseTransport):
         self._reactor.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
+        # The reactor's tracer, not our cached one: we left reactor.transports at teardown, so
+        # a set_tracer() since then did not reach us.
+        self._tracer = self._reactor.tracer
         if self._tracer is not None:
             self._trace("connection_lost", exc=describe(exc) if exc is not None else None)
         try:
             self._protocol.connection_lost(exc)
         except Exception as error:
-            report_callback_error(error, f"{type(self._protocol).__name__}.connection_lost")
+            report_callback_error(error, f"{type(self.protocol).__name__}.connection_lost")
         if self._on_closed is not None:
             self._on_closed(self)
 
@@ -551,7 +557,7 @@ class Connection(BaseTransport):
 
     def _protocol_failed(self, exc: Exception, hook: str) -> None:
         """An exception escaped a protocol hook: log it and abort this connection only."""
-        report_callback_error(exc, f"{type(self._protocol).__name__}.{hook} on {self!r}")
+        report_callback_error(exc, f"{type(self.protocol).__name__}.{hook} on {self!r}")
         self._abort(exc)
 
     def _set_state(self, new: ConnectionState) -> None:

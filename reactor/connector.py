@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from reactor.address import format_address, resolve_stream
 from reactor.connection import Connection
 from reactor.errors import describe
+from reactor.listener import set_nodelay
 from reactor.loop import report_callback_error
 
 if TYPE_CHECKING:
@@ -114,7 +115,12 @@ class Connector:
                 previous_error = exc
                 continue
             sock.setblocking(False)
-            code = sock.connect_ex(address)
+            try:
+                code = sock.connect_ex(address)
+            except OSError as exc:  # an address connect_ex cannot even encode (a long path)
+                sock.close()
+                previous_error = exc
+                continue
             if code == 0:  # done at once (Unix sockets can): still report on a later pass
                 self._sock = sock
                 self._reactor.call_soon(self._connected, sock)
@@ -162,8 +168,7 @@ class Connector:
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()
         self._done = True
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see listener.py
+        set_nodelay(sock)
         try:
             protocol = self._protocol_factory()
         except Exception as exc:

@@ -89,8 +89,8 @@ def trace_wakeup(reactor: Reactor, tracer: Tracer, received: bytes) -> None:
         tracer.event(reactor, "wakeup", by="another thread or stop()")
 
 
-def trace_callbacks(reactor: Reactor, tracer: Tracer, ready: Iterable[Handle]) -> None:
-    names = [describe_callback(handle.callback) for handle in ready if not handle.cancelled]
+def trace_callbacks(reactor: Reactor, tracer: Tracer, to_run: Iterable[Handle]) -> None:
+    names = [describe_callback(handle.callback) for handle in to_run if not handle.cancelled]
     if names:
         tracer.event(reactor, "callbacks", run=names)
 

@@ -176,10 +176,7 @@ class Listener:
 
     def _accepted(self, sock: socket.socket, peer_address: SocketAddress) -> None:
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Nagle's algorithm holds small writes back until the previous one is ACKed; with
-            # the peer's delayed ACK that stalls request/response traffic for up to 40 ms.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(sock)
         full = self.max_connections is not None and len(self.connections) >= self.max_connections
         try:
             protocol = RejectProtocol(self.reject_message) if full else self._protocol_factory()
@@ -239,11 +236,24 @@ class Listener:
                 pass
 
 
+def set_nodelay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off on a TCP socket: it holds small writes back until the previous
+    one is ACKed, and with the peer's delayed ACK that stalls request/response traffic for up to
+    40 ms. Only an optimisation: on some systems it fails once the peer has reset, and then the
+    next recv or send reports the reset properly."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 def remove_stale_unix_socket(path: str) -> None:
     """Unlink ``path`` if it is a socket nobody listens on; raise ``OSError`` otherwise."""
     if not stat.S_ISSOCK(os.stat(path).st_mode):
         raise OSError(errno.EADDRINUSE, f"{path} exists and is not a socket; not removing it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a live server with a full backlog must not block our loop
     try:
         probe.connect(path)
     except ConnectionRefusedError:

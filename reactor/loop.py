@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections import deque
+from itertools import islice
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,7 @@ class Reactor:
         tracer: Tracer | None = None,
         debug: bool = False,
     ) -> None:
-        self._poller = Poller(selector, on_error=self._io_callback_failed)
+        self._poller = Poller(selector, on_error=self._io_callback_failed, clock=clock)
         self._timers = TimerQueue()
         self._ready: deque[Handle] = deque()
         self._clock = clock
@@ -282,8 +283,10 @@ class Reactor:
         # or a callback run by run_once) still counts, and run() returns after one pass.
         self._running = True
         try:
-            while not self._stopping:
+            while True:
                 self.run_once()
+                if self._stopping:
+                    break
         finally:
             self._running = False
             self._stopping = False
@@ -294,11 +297,14 @@ class Reactor:
         1. compute how long ``select()`` may sleep: 0 if callbacks are waiting (or we are
            stopping), until the earliest timer, else ``timeout``;
         2. poll, and dispatch each ready fd as it comes: read before write;
-        3. move the timers that are now due to the ready queue;
-        4. run only the callbacks that were ready when this step began: those they schedule
-           wait for the next pass, so a callback that re-schedules itself cannot starve I/O.
+        3. take the timers that are now due;
+        4. run the callbacks that were ready when this pass began, then the due timers.
+           Callbacks scheduled meanwhile (by I/O, by these callbacks) wait for the next pass:
+           a callback that re-schedules itself cannot starve I/O, and ``connection_lost``
+           always comes on a later pass than the event that caused it.
         """
         ready = self._ready
+        ready_at_start = len(ready)
         if ready or self._stopping:
             wait: float | None = 0.0
         else:
@@ -308,21 +314,24 @@ class Reactor:
                 until_due = max(0.0, next_due - self.time())
                 wait = until_due if wait is None else min(wait, until_due)
         tracer = self.tracer
+        poller = self._poller
         if tracer is None:
-            self._poller.poll(wait)
+            poller.poll(wait)
         else:
             introspect.trace_pass_start(self, tracer, wait, timeout)
-            self._poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
-        woke_at = self.time()
-        ready.extend(self._timers.pop_due(woke_at))
-        if tracer is not None and ready:
-            introspect.trace_callbacks(self, tracer, ready)
-        for _ in range(len(ready)):
+            poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
+        due = self._timers.pop_due(self.time())
+        if tracer is not None and (ready_at_start or due):
+            introspect.trace_callbacks(self, tracer, [*islice(ready, ready_at_start), *due])
+        for _ in range(ready_at_start):
             handle = ready.popleft()
             if not handle.cancelled:
                 self._run_callback(handle)
+        for timer in due:
+            if not timer.cancelled:  # an earlier callback of this pass may have cancelled it
+                self._run_callback(timer)
         self.passes += 1
-        work = self.time() - woke_at
+        work = self.time() - poller.woke_at
         if work > self.slowest_pass_seconds:
             self.slowest_pass_seconds = work
 

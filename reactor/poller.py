@@ -26,6 +26,7 @@ friends): the reactor and its tests run over every class ``selectors`` offers on
 from __future__ import annotations
 
 import selectors
+import time
 from collections.abc import Callable
 
 Callback = Callable[[], object]
@@ -68,16 +69,21 @@ class Poller:
     is seen as ``None`` by the rest of that pass.
     """
 
-    __slots__ = ("_selector", "_callbacks_by_fd", "_on_error")
+    __slots__ = ("_selector", "_callbacks_by_fd", "_on_error", "_clock", "woke_at")
 
     def __init__(
         self,
         selector: str | type[selectors.BaseSelector] | None = None,
         on_error: Callable[[BaseException, int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._selector = selector_class(selector)()
         self._callbacks_by_fd: dict[int, list[Callback | None]] = {}
         self._on_error = on_error
+        self._clock = clock
+        #: When the last ``select()`` returned: the start of the pass's work, for the reactor's
+        #: slowest-pass figure (the I/O callbacks below are part of that work).
+        self.woke_at = clock()
 
     @property
     def backend_name(self) -> str:
@@ -153,6 +159,7 @@ class Poller:
         of ready fds.
         """
         events = self._selector.select(timeout)
+        self.woke_at = self._clock()
         if observe is not None:
             observe([(key.fd, mask) for key, mask in events])
         for key, mask in events:

@@ -115,8 +115,8 @@ class BaseTransport:
             self._paused_at = None
         if self._tracer is not None:
             self._trace("resume_writing", low_water=self._low_water)
-        if self._closed:
-            return
+        if self.is_closing():
+            return  # after close() the protocol hears nothing but connection_lost
         try:
             self._protocol.resume_writing()
         except Exception as exc:
@@ -131,6 +131,9 @@ class BaseTransport:
         if self._writing:
             self._writing = False
             self._poller.remove_writer(self._fd)
+
+    def is_closing(self) -> bool:
+        raise NotImplementedError
 
     def _on_writable(self) -> None:
         raise NotImplementedError

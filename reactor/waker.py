@@ -42,10 +42,10 @@ class Waker:
         """Make the loop's next (or current) ``select()`` return. Safe from any thread."""
         try:
             self._writer.send(b"\0")
-        except (BlockingIOError, InterruptedError):
-            pass  # full: a wakeup is already pending
         except OSError:
-            pass  # closed during shutdown: nobody is waiting any more
+            # BlockingIOError: the socket is full, so a wakeup is already pending. Any other
+            # error: the waker was closed during shutdown, and nobody is waiting any more.
+            pass
 
     def drain(self) -> bytes:
         """Read every pending wakeup byte (signal numbers, when they came from signals)."""
@@ -53,9 +53,9 @@ class Waker:
         while True:
             try:
                 data = self._reader.recv(DRAIN_BYTES)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:  # drained (EINTR is retried inside recv: PEP 475)
                 break
-            if not data:
+            if not data:  # the write end is gone: nothing more will ever come
                 break
             received += data
         return bytes(received)

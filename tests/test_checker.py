@@ -665,13 +665,6 @@ class Producer(Flood):
         self.calls.append(("resume_writing", self.transport.is_closing()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: reactor/protocol.py promises nothing but connection_lost after close(), yet "
-    "reactor/transport.py _resume_protocol_writing() returns early only when _closed, so a "
-    "close() with a queue over the high-water mark delivers resume_writing() once the queue "
-    "drains (the checker only checks data_received, so debug mode misses it); skip the "
-    "protocol call when is_closing(), or document resume_writing as allowed while closing "
-    "and check that in reactor/checker.py"))
 def test_no_resume_writing_is_delivered_after_close(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     made: list[Producer] = []

@@ -406,11 +406,6 @@ def test_run_counts_each_of_its_passes(reactor: Reactor) -> None:
     assert reactor.passes == 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: reactor/loop.py run() says a stop() that came first makes run() 'return after one "
-    "pass', but 'while not self._stopping' runs no pass at all: ready callbacks do not run and "
-    "the waker's byte stays unread; a do-while (run_once() first, then check) would keep the "
-    "promise"))
 def test_run_after_an_early_stop_runs_one_pass(reactor: Reactor) -> None:
     ran: list[int] = []
     reactor.call_soon(ran.append, 1)
@@ -438,11 +433,6 @@ def test_slowest_pass_seconds_does_not_count_time_spent_waiting(reactor: Reactor
     assert reactor.slowest_pass_seconds < 0.05
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: reactor/loop.py run_once() starts the work clock (woke_at = self.time()) after "
-    "self._poller.poll() returns, but poll() itself runs every I/O callback (recv, "
-    "data_received, send), so a pass that spends its time in protocol code is not counted; "
-    "take the time right after select() (e.g. in the poller, or pass a callback) instead"))
 def test_slowest_pass_seconds_covers_a_slow_data_received(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     server = serve(SlowReader)

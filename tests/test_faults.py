@@ -101,7 +101,7 @@ Tests without a file name are in this file; "real" means the kernel produced the
         - EAGAIN (full backlog), real:
           test_connect_unix_to_a_full_backlog_reports_eagain_as_an_error
         - connect_ex() *raising* is not handled: BUG,
-          test_connect_unix_to_a_path_too_long_reports_to_on_error_instead_of_raising (xfail)
+          test_connect_unix_to_a_path_too_long_reports_to_on_error_instead_of_raising
     connector.py:133 _try_next: no address at all: EADDRNOTAVAIL. Unreachable for real: getaddrinfo
         raises rather than return []
         - test_a_name_that_resolves_to_no_address_reports_eaddrnotavail (resolve_stream patched)
@@ -116,7 +116,7 @@ Tests without a file name are in this file; "real" means the kernel produced the
         - test_a_reset_between_the_handshake_and_getpeername_reaches_on_error
         - test_connector.py::test_reset_between_handshake_and_getpeername_reaches_on_error
         - setsockopt(TCP_NODELAY) just after is unguarded: BUG,
-          test_tcp_nodelay_failing_after_the_handshake_is_reported_not_lost (xfail)
+          test_tcp_nodelay_failing_after_the_handshake_is_reported_not_lost
     connector.py:169 _connected: the protocol factory raised: close, log (on_error is not called)
         - test_connector.py::test_failing_protocol_factory_closes_the_socket_and_is_logged
     connector.py:182 _timed_out: our own timeout: close, on_error(TimeoutError ETIMEDOUT)
@@ -193,7 +193,7 @@ Tests without a file name are in this file; "real" means the kernel produced the
           test_a_connection_aborted_in_the_backlog_is_skipped_and_the_same_batch_goes_on
         - test_listener.py::test_connection_aborted_in_the_backlog_is_skipped_quietly
         - setsockopt(TCP_NODELAY) after accept is unguarded: BUG,
-          test_tcp_nodelay_failing_on_an_accepted_socket_neither_leaks_it_nor_escapes (xfail)
+          test_tcp_nodelay_failing_on_an_accepted_socket_neither_leaks_it_nor_escapes
     listener.py:186 _accepted: the protocol factory raised: log, close that socket, keep accepting
         - test_listener.py::test_failing_protocol_factory_is_logged_and_the_listener_keeps_accepting
     listener.py:207 _pause_accepting: stop accepting, retry on a timer; resources: warning, else
@@ -215,7 +215,7 @@ Tests without a file name are in this file; "real" means the kernel produced the
         a live server with a full backlog, but the probe blocks and never sees it
         - EPROTOTYPE, real: test_a_probe_error_other_than_refused_is_raised_and_the_file_kept
         - EAGAIN unreachable: BUG,
-          test_a_live_unix_server_with_a_full_backlog_is_detected_without_blocking (xfail)
+          test_a_live_unix_server_with_a_full_backlog_is_detected_without_blocking
     listener.py:257 remove_stale_unix_socket: the probe connected: a live server, EADDRINUSE
         - test_listen_unix_refuses_a_live_servers_path_and_leaves_it_alone
     loop.py:399 _run_callback: a callback or timer raised: logged, the loop goes on
@@ -236,7 +236,7 @@ Tests without a file name are in this file; "real" means the kernel produced the
         close together)
         - every wakeup, e.g. test_waking_a_loop_whose_wakeup_socket_is_full_is_harmless
 
-Bugs, each tested here with ``xfail(strict=True, reason="BUG: ...")``:
+Bugs these tests found (fixed since; the tests stay):
 
 * listener.py, ``remove_stale_unix_socket``: the probe socket is blocking, so a live server with
   a full backlog blocks ``listen_unix`` (the whole loop) until it accepts or exits; the EAGAIN
@@ -1176,11 +1176,6 @@ def test_an_unexpected_accept_error_is_logged_with_its_traceback_and_retried(
     echo(harness, client, b"ping")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Listener._accepted calls setsockopt(TCP_NODELAY) unguarded; on macOS/BSD it fails "
-    "with EINVAL on a connection reset while in the backlog, and the OSError escapes to the "
-    "poller's last-resort guard ('unhandled exception in I/O callback') with the accepted "
-    "socket never closed (a descriptor leak per reset client)"))
 def test_tcp_nodelay_failing_on_an_accepted_socket_neither_leaks_it_nor_escapes(
     harness: Harness, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -1292,11 +1287,6 @@ def test_a_probe_error_other_than_refused_is_raised_and_the_file_kept(
     assert caught.value.errno == errno.EPROTOTYPE and os.path.exists(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: remove_stale_unix_socket probes with a *blocking* socket. A live server whose "
-    "backlog is full makes that connect() wait until the server accepts or exits, so "
-    "listen_unix() blocks the whole loop; the EAGAIN branch meant for this case is unreachable. "
-    "Fix: probe.setblocking(False) before connect()"))
 def test_a_live_unix_server_with_a_full_backlog_is_detected_without_blocking(
     tmp_path: Path,
 ) -> None:
@@ -1435,11 +1425,6 @@ def test_a_reset_between_the_handshake_and_getpeername_reaches_on_error(
     assert attempt.made == [] and sock.fileno() == -1 and len(harness.reactor._timers) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Connector._connected calls setsockopt(TCP_NODELAY) unguarded after marking the attempt "
-    "done and cancelling its timeout; on macOS/BSD it fails with EINVAL on a connection reset "
-    "right after the handshake, the OSError escapes to the poller's last-resort guard, the "
-    "socket leaks, and neither connection_made nor on_error is ever called"))
 def test_tcp_nodelay_failing_after_the_handshake_is_reported_not_lost(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -1599,11 +1584,6 @@ def test_connect_unix_to_a_full_backlog_reports_eagain_as_an_error(
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # the leaked socket, when collected
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Connector._try_next does not guard connect_ex(), which raises (not returns) for an "
-    "address it cannot even encode, such as an AF_UNIX path over 107 bytes: connect_unix() "
-    "raises OSError('AF_UNIX path too long') at once, the socket leaks, the timeout stays armed "
-    "and on_error later receives a TimeoutError for an attempt the caller saw fail"))
 def test_connect_unix_to_a_path_too_long_reports_to_on_error_instead_of_raising(
     harness: Harness,
 ) -> None:

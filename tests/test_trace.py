@@ -385,10 +385,6 @@ def test_send_into_a_full_kernel_buffer_reports_eagain_and_zero_bytes(
     assert "send buffer is full" in send[0]["meaning"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: reactor/connection.py write() traces a partial send (_send_fell_short -> _trace_send) "
-    "before append_unsent() queues the tail, so the event says 'the rest is queued' with "
-    "send_buffer=0; the sizes should be taken after the queue is updated"))
 def test_partial_send_event_shows_the_queued_tail_in_send_buffer(
         reactor: Reactor, recorder: RecordingTracer, serve: Callable[..., Server]) -> None:
     server = serve(Flood)
@@ -486,10 +482,6 @@ def test_set_tracer_on_a_live_connection_starts_its_events(
     assert named(of(recorder.events, conn), "recv")[0]["bytes"] == 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: reactor/loop.py set_tracer() updates only reactor.transports, but _teardown() "
-    "(reactor/connection.py) removes a connection from that set before its connection_lost "
-    "runs; _call_connection_lost then traces to the stale cached self._tracer"))
 def test_set_tracer_none_also_silences_a_connection_lost_still_to_come(
         reactor: Reactor, recorder: RecordingTracer, serve: Callable[..., Server]) -> None:
     server = serve(Protocol)
