@@ -65,7 +65,7 @@ class Reactor:
         tracer: Tracer | None = None,
         debug: bool = False,
     ) -> None:
-        self._poller = Poller(selector, on_error=self._io_callback_failed, clock=clock)
+        self._poller = Poller.create(selector, on_error=self._io_callback_failed, clock=clock)
         self._timers = TimerQueue()
         self._ready: deque[Handle] = deque()
         self._clock = clock

@@ -55,6 +55,11 @@ class RecordingSelector:
         self.timeouts.append(timeout)
         return self.inner.select(0)
 
+    def poll(self, timeout: float = -1, maxevents: int = -1):  # type: ignore[no-untyped-def]
+        """The same for EpollPoller, which calls ``select.epoll.poll`` (-1: no timeout)."""
+        self.timeouts.append(None if timeout == -1 else timeout)
+        return self.inner.poll(0, maxevents)
+
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.inner, name)
 
