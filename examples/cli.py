@@ -154,11 +154,11 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
     if getattr(args, "workers", 1) > 1:
         from examples.workers import run_workers
 
-        return run_workers(args, program, lambda port: serve(
+        return run_workers(args, program, lambda port, on_listening: serve(
             protocol_factory, args, program, udp=udp, reject_message=reject_message,
-            on_start=on_start, port=port, reuse_port=True, announce=False))
+            on_start=on_start, port=port, reuse_port=True, on_listening=on_listening))
     return serve(protocol_factory, args, program, udp=udp, reject_message=reject_message,
-                 on_start=on_start, port=args.port, reuse_port=False, announce=True)
+                 on_start=on_start, port=args.port, reuse_port=False, on_listening=None)
 
 
 def cannot_listen(program: str, where: str, exc: OSError) -> int:
@@ -170,8 +170,11 @@ def cannot_listen(program: str, where: str, exc: OSError) -> int:
 def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program: str, *,
           udp: bool, reject_message: bytes | None,
           on_start: Callable[[Reactor], object] | None, port: int, reuse_port: bool,
-          announce: bool) -> int:
-    """One process's server: the whole of ``run_server`` without workers, one worker with."""
+          on_listening: Callable[[], object] | None) -> int:
+    """One process's server: the whole of ``run_server`` without workers, one worker with.
+
+    Once listening it prints the ``listening on`` line, or, as a worker, calls ``on_listening``
+    and leaves the announcing to the parent."""
     reactor = make_reactor(args)
     if on_start is not None:
         on_start(reactor)
@@ -203,8 +206,10 @@ def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program
         return cannot_listen(program, where + (" (UDP)" if udp else ""), exc)
     # Handlers before the announcement: a supervisor may signal the moment it reads it.
     shutdown.install()
-    if announce:
+    if on_listening is None:
         print(f"listening on {name}", flush=True)
+    else:
+        on_listening()
     try:
         reactor.run()
     finally:

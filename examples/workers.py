@@ -11,7 +11,9 @@ The parent:
 * binds a placeholder socket with ``SO_REUSEPORT`` first, so ``--port 0`` picks one port for
   everybody and the port stays ours while workers come and go; it never listens on it, so the
   kernel gives it no connections;
-* prints the ``listening on`` line once, then forks the workers;
+* forks the workers, and prints the ``listening on`` line once every one of them is listening
+  (each writes a byte to a pipe when it is): a client that connects the moment it reads the
+  line must not find the port without a listener and be refused;
 * runs a reactor of its own for signals only: SIGINT/SIGTERM are forwarded to every worker (each
   shuts down gracefully; a second signal makes them abort), SIGCHLD reaps workers, and a worker
   that dies while we are not stopping is logged and restarted after a short delay;
@@ -42,8 +44,10 @@ log = logging.getLogger("examples.workers")
 RESTART_DELAY_SECONDS = 0.5
 
 
-def run_workers(args: argparse.Namespace, program: str, serve: Callable[[int], int]) -> int:
-    """Serve with ``args.workers`` processes; ``serve(port)`` runs one worker's server."""
+def run_workers(args: argparse.Namespace, program: str,
+                serve: Callable[[int, Callable[[], object]], int]) -> int:
+    """Serve with ``args.workers`` processes; ``serve(port, on_listening)`` runs one worker's
+    server and calls ``on_listening()`` once it listens."""
     host = strip_brackets(args.host)
     try:
         placeholder = bind_socket(host, args.port, socket.SOCK_STREAM, reuse_address=True,
@@ -52,15 +56,27 @@ def run_workers(args: argparse.Namespace, program: str, serve: Callable[[int], i
         return cannot_listen(program, format_address((host, args.port)), exc)
     port = placeholder.getsockname()[1]
     reactor = make_reactor(args)
-    pool = WorkerPool(reactor, args.workers, lambda: serve(port))
+    ready_reader, ready_writer = os.pipe()
+    pool = WorkerPool(reactor, args.workers,
+                      lambda: serve(port, lambda: os.write(ready_writer, b"!")))
+    announcement = f"listening on {format_address(placeholder.getsockname())}"
+
+    def worker_listening() -> None:
+        pool.listening += len(os.read(ready_reader, 4096))
+        if pool.listening >= args.workers:
+            print(announcement, flush=True)
+            reactor.remove_reader(ready_reader)  # later restarts need no announcement
+
+    reactor.add_reader(ready_reader, worker_listening)
     pool.install()
-    print(f"listening on {format_address(placeholder.getsockname())}", flush=True)
     pool.start()
     try:
         reactor.run()
     finally:
         reactor.close()
         placeholder.close()
+        os.close(ready_reader)
+        os.close(ready_writer)
     return EXIT_OK
 
 
@@ -72,6 +88,7 @@ class WorkerPool:
         self._count = count
         self._serve = serve
         self.workers: dict[int, int] = {}  # pid -> worker number
+        self.listening = 0  # workers that have said they listen
         self._stopping = False
 
     def install(self) -> None:
