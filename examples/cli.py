@@ -45,11 +45,9 @@ def port_number(text: str) -> int:
     return port
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to use: an IPv4/IPv6 literal ([::1] accepted; :: is "
-                             "every IPv6 and IPv4 address) or a name (default: %(default)s)")
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``make_reactor`` reads (``--log-level``, ``--trace``, ``--trace-json``), for a
+    program whose address flags are not ``base_parser``'s ``--host``/``--port``."""
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"],
                         help="logging threshold on stderr (default: %(default)s)")
@@ -58,6 +56,14 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                              "send, shutdown and close, each protocol callback, buffer sizes")
     parser.add_argument("--trace-json", metavar="FILE",
                         help="write the same events to FILE as JSON lines, for tools")
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to use: an IPv4/IPv6 literal ([::1] accepted; :: is "
+                             "every IPv6 and IPv4 address) or a name (default: %(default)s)")
+    add_logging_arguments(parser)
     return parser
 
 
@@ -422,16 +428,3 @@ def host_and_port(text: str) -> tuple[str, int]:
     if ":" in host and not bracketed:
         raise argparse.ArgumentTypeError(f"put an IPv6 address in brackets: [{host}]:{port}")
     return host, port_number(port)
-
-
-def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags ``make_reactor`` reads (``--log-level``, ``--trace``, ``--trace-json``), for a
-    program whose address flags are not ``base_parser``'s ``--host``/``--port``."""
-    parser.add_argument("--log-level", default="warning",
-                        choices=["debug", "info", "warning", "error"],
-                        help="logging threshold on stderr (default: %(default)s)")
-    parser.add_argument("--trace", action="store_true",
-                        help="log every loop pass to stderr: why it woke, each accept, recv, "
-                             "send, shutdown and close, each protocol callback, buffer sizes")
-    parser.add_argument("--trace-json", metavar="FILE",
-                        help="write the same events to FILE as JSON lines, for tools")

@@ -7,7 +7,7 @@ Owns nothing. IPv6 literals contain colons, so a printed address puts them in br
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, overload
 
 SocketAddress = Any  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
 
@@ -18,6 +18,12 @@ def format_address(address: SocketAddress) -> str:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return str(address)
+
+
+@overload
+def strip_brackets(host: str) -> str: ...
+@overload
+def strip_brackets(host: str | None) -> str | None: ...
 
 
 def strip_brackets(host: str | None) -> str | None:

@@ -81,7 +81,7 @@ class ByteBuffer:
         if not chunks:
             self._chunks = [data]
         elif size < MERGE_LIMIT_BYTES and len(chunks[-1]) < MERGE_LIMIT_BYTES:
-            chunks[-1] = bytes(chunks[-1]) + data
+            chunks[-1] = bytes(chunks[-1]) + data  # type: ignore[index]  # non-empty: a list
         else:
             chunks.append(data)  # type: ignore[union-attr]  # non-empty: a list
         self._length += size

@@ -85,6 +85,10 @@ class BaseTransport:
         """Bytes queued for sending (subclasses count their own queue)."""
         raise NotImplementedError
 
+    def stats(self) -> dict[str, Any]:
+        """State, buffers and counters, for ``reactor.snapshot()``."""
+        raise NotImplementedError
+
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._high_water, self._low_water
 

@@ -9,6 +9,7 @@ import pytest
 
 from reactor import Reactor
 from tests.helpers import SELECTOR_NAMES
+from tests.processes import Launcher
 
 
 @pytest.fixture(params=SELECTOR_NAMES)
@@ -17,3 +18,13 @@ def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
     yield loop
     loop.close()
     assert not loop.contract_violations, loop.contract_violations
+
+
+@pytest.fixture
+def launch() -> Iterator[Launcher]:
+    """Starts example programs the way a user does; every one is stopped when the test ends."""
+    launcher = Launcher()
+    try:
+        yield launcher
+    finally:
+        launcher.close()

@@ -445,13 +445,6 @@ def test_slowest_pass_seconds_covers_a_slow_data_received(
 # -- the chat server's /stats -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def join(server: ServerProcess, *present: Client) -> Client:

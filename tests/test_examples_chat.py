@@ -11,7 +11,6 @@ from __future__ import annotations
 import select
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,13 +19,6 @@ from tests.processes import Client, Launcher, ServerProcess, TIMEOUT
 WELCOME = "* welcome, you are {}; /help lists commands"
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import signal
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -27,13 +26,6 @@ from tests.processes import (
 WELCOME = re.compile(r"\* welcome, you are (?P<name>\S+); /help lists commands")
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def refused_port(launch: Launcher) -> int:

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,13 +41,6 @@ from tests.processes import (
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def check_served(server: ServerProcess, client: Client) -> None:
@@ -230,7 +222,7 @@ def test_trace_shows_accept_recv_eof_state_changes_and_send_on_stderr(
     server.stop_cleanly()
     trace = server.stderr()
     assert re.search(r"pass \d+: select\(\) with ", trace), trace
-    assert f"woke: fd " in trace
+    assert "woke: fd " in trace
     assert f"listener 127.0.0.1:{server.port}  accept  fd=" in trace
     assert f"peer={client.name}" in trace
     assert re.search(r"  recv  bytes=5  \[recv 5, send 0\]", trace), trace

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,13 +21,6 @@ from tests.processes import TIMEOUT, Launcher, ServerProcess, ipv6_loopback_avai
 UDP_SERVERS = ("udp_echo_server", "udp_uppercase_server")
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def ask(server: ServerProcess, data: bytes) -> bytes:

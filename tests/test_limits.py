@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,13 +23,6 @@ from tests.helpers import run_until
 from tests.processes import Launcher
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def blocking_client(port: int) -> socket.socket:

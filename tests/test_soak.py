@@ -35,13 +35,6 @@ FD_SETTLE_SECONDS = 10.0
 WELCOME = "* welcome, you are {}; /help lists commands"
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def fds_back_to(server: ServerProcess, baseline: int) -> int:

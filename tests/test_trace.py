@@ -110,13 +110,6 @@ def recorder(reactor: Reactor) -> RecordingTracer:
     return tracer
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def named(events: list[Event], name: str) -> list[Event]:

@@ -10,9 +10,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 
-import pytest
 
 from tests.processes import Client, Launcher, ServerProcess
 
@@ -21,13 +19,6 @@ from tests.processes import Client, Launcher, ServerProcess
 MAX_PROBES = 200
 
 
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def worker_pids(server: ServerProcess) -> set[int]:
