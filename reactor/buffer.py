@@ -62,6 +62,10 @@ class ByteBuffer:
     def __bool__(self) -> bool:
         return self._length != 0
 
+    def chunk_count(self) -> int:
+        """How many chunks the bytes are in (1 means ``take()`` copies nothing)."""
+        return len(self._chunks)
+
     def __repr__(self) -> str:
         return f"<ByteBuffer {self._length} bytes in {len(self._chunks)} chunks>"
 
