@@ -3,12 +3,13 @@ mode, so every protocol the test creates has its callback order checked (reactor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from reactor import Reactor
-from tests.helpers import SELECTOR_NAMES
+from tests.helpers import SELECTOR_NAMES, Server, start_server
 from tests.processes import Launcher
 
 
@@ -28,3 +29,12 @@ def launch() -> Iterator[Launcher]:
         yield launcher
     finally:
         launcher.close()
+
+
+@pytest.fixture
+def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
+    """``serve(factory)`` listens on loopback with ``factory``; closed when the test ends."""
+    servers: list[Server] = []
+    yield start_server(reactor, servers)
+    for server in servers:
+        server.close()

@@ -21,7 +21,7 @@ from protocols.echo import EchoProtocol
 from reactor import ByteBuffer, Protocol, Reactor
 from reactor.connection import Connection, ConnectionState
 from reactor.testing import ManualClock
-from tests.helpers import SELECTOR_NAMES, fill_socket, run_until
+from tests.helpers import SELECTOR_NAMES, Server, fill_socket, run_until, start_server
 from tests.processes import Client, Launcher, ServerProcess
 
 S = ConnectionState
@@ -74,53 +74,11 @@ class SlowReader(Protocol):
         busy_wait(BUSY_SECONDS)
 
 
-class Server:
-    """A listener that keeps its protocols (the user's, not the checker's wrappers) and clients."""
-
-    def __init__(self, reactor: Reactor, factory: Callable[[], Any]) -> None:
-        self.reactor = reactor
-        self.protocols: list[Any] = []
-        self.clients: list[socket.socket] = []
-
-        def make() -> Any:
-            protocol = factory()
-            self.protocols.append(protocol)
-            return protocol
-
-        self.listener = reactor.listen_tcp(make, "127.0.0.1", 0)
-
-    def connect(self) -> tuple[socket.socket, Connection]:
-        client = socket.create_connection(self.listener.address, timeout=5)
-        client.setblocking(False)
-        self.clients.append(client)
-        count = len(self.protocols)
-        run_until(self.reactor, lambda: len(self.protocols) > count)
-        transport = self.protocols[count].transport
-        assert transport is not None
-        return client, transport
-
-    def close(self) -> None:
-        for connection in list(self.listener.connections):
-            connection.abort()
-        self.listener.close()
-        for client in self.clients:
-            client.close()
-        self.reactor.run_once(0)
-
-
-def start_server(reactor: Reactor, servers: list[Server]) -> Callable[[Callable[[], Any]], Server]:
-    def start(factory: Callable[[], Any]) -> Server:
-        server = Server(reactor, factory)
-        servers.append(server)
-        return server
-
-    return start
-
-
 @pytest.fixture
 def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
+    """As conftest's ``serve``, with non-blocking clients (``receive`` below runs the loop)."""
     servers: list[Server] = []
-    yield start_server(reactor, servers)
+    yield start_server(reactor, servers, blocking_clients=False)
     for server in servers:
         server.close()
 
@@ -131,7 +89,7 @@ def manual(request: pytest.FixtureRequest) -> Iterator[tuple[Reactor, ManualCloc
     clock = ManualClock(100.0)
     loop = Reactor(request.param, clock=clock, debug=True)
     servers: list[Server] = []
-    yield loop, clock, start_server(loop, servers)
+    yield loop, clock, start_server(loop, servers, blocking_clients=False)
     for server in servers:
         server.close()
     loop.close()

@@ -22,7 +22,7 @@ from reactor.connection import Connection
 from reactor.poller import SELECTOR_CLASSES
 from reactor.testing import ManualClock
 from reactor.trace import RecordingTracer
-from tests.helpers import SELECTOR_NAMES, run_until
+from tests.helpers import SELECTOR_NAMES, Server, run_until
 
 #: More than the kernel's send plus the peer's receive buffer on loopback.
 BULK = b"x" * (8 * 1024 * 1024)
@@ -65,53 +65,6 @@ class BackPressured(Flood):
     """The same, with the default back-pressure: reading stops while the queue is full."""
 
     pause_writing = Protocol.pause_writing
-
-
-class Server:
-    """A listener that keeps its protocols (the user's, not the checker's wrappers) and clients."""
-
-    def __init__(self, reactor: Reactor, factory: Callable[[], Any]) -> None:
-        self.reactor = reactor
-        self.protocols: list[Any] = []
-        self.clients: list[socket.socket] = []
-
-        def make() -> Any:
-            protocol = factory()
-            self.protocols.append(protocol)
-            return protocol
-
-        self.listener = reactor.listen_tcp(make, "127.0.0.1", 0)
-
-    def connect(self) -> tuple[socket.socket, Connection]:
-        client = socket.create_connection(self.listener.address, timeout=5)
-        self.clients.append(client)
-        count = len(self.protocols)
-        run_until(self.reactor, lambda: len(self.protocols) > count)
-        transport = self.protocols[count].transport
-        assert transport is not None
-        return client, transport
-
-    def close(self) -> None:
-        for connection in list(self.listener.connections):
-            connection.abort()
-        self.listener.close()
-        for client in self.clients:
-            client.close()
-        self.reactor.run_once(0)
-
-
-@pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
-    servers: list[Server] = []
-
-    def start(factory: Callable[[], Any]) -> Server:
-        server = Server(reactor, factory)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.fixture(params=SELECTOR_NAMES)

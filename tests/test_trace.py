@@ -18,7 +18,7 @@ import signal
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from reactor import Protocol, Reactor
 from reactor.connection import Connection, ConnectionState
 from reactor.trace import (JsonTracer, LoggingTracer, PassTracer, RecordingTracer, TeeTracer,
                            format_event)
-from tests.helpers import fill_socket, run_until
+from tests.helpers import Server, fill_socket, run_until
 from tests.processes import Launcher
 
 #: More than the kernel's send buffer plus the peer's receive buffer on loopback.
@@ -53,54 +53,6 @@ class Flood(Protocol):
     def connection_made(self, transport: Connection) -> None:  # type: ignore[override]
         super().connection_made(transport)
         transport.write(BULK)
-
-
-class Server:
-    """A listener that keeps its protocols (the user's, not the checker's wrappers) and clients."""
-
-    def __init__(self, reactor: Reactor, factory: Callable[[], Protocol]) -> None:
-        self.reactor = reactor
-        self.protocols: list[Any] = []
-        self.clients: list[socket.socket] = []
-
-        def make() -> Protocol:
-            protocol = factory()
-            self.protocols.append(protocol)
-            return protocol
-
-        self.listener = reactor.listen_tcp(make, "127.0.0.1", 0)
-
-    def connect(self) -> tuple[socket.socket, Connection]:
-        """A client socket, and the server's connection once it is accepted."""
-        client = socket.create_connection(self.listener.address, timeout=5)
-        self.clients.append(client)
-        count = len(self.protocols)
-        run_until(self.reactor, lambda: len(self.protocols) > count)
-        transport = self.protocols[count].transport
-        assert transport is not None
-        return client, transport
-
-    def close(self) -> None:
-        for connection in list(self.listener.connections):
-            connection.abort()
-        self.listener.close()
-        for client in self.clients:
-            client.close()
-        self.reactor.run_once(0)
-
-
-@pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Protocol]], Server]]:
-    servers: list[Server] = []
-
-    def start(factory: Callable[[], Protocol]) -> Server:
-        server = Server(reactor, factory)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.fixture
