@@ -48,7 +48,7 @@ class Connector:
 
     def __init__(
         self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
-        on_error: Callable[[BaseException], Any] | None,
+        on_error: Callable[[BaseException], Any] | None, timeout: float | None = None,
     ) -> None:
         self._reactor = reactor
         self._protocol_factory = protocol_factory
@@ -57,6 +57,8 @@ class Connector:
         self._addresses: list[tuple[Any, ...]] = []
         self._sock: socket.socket | None = None
         self._timeout_timer: Timer | None = None
+        if timeout is not None:
+            self._timeout_timer = reactor.call_later(timeout, self._timed_out, timeout)
         self._done = False
         self.connection: Connection | None = None
 
@@ -65,10 +67,8 @@ class Connector:
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
         timeout: float | None, on_error: Callable[[BaseException], Any] | None,
     ) -> Connector:
-        connector = cls(reactor, protocol_factory, format_address((host, port)), on_error)
-        if timeout is not None:
-            connector._timeout_timer = reactor.call_later(
-                timeout, connector._timed_out, timeout)
+        connector = cls(reactor, protocol_factory, format_address((host, port)), on_error,
+                        timeout)
         try:
             connector._addresses = resolve_stream(host, port, passive=False)
         except (OSError, UnicodeError) as exc:  # socket.gaierror: the name does not resolve
@@ -82,10 +82,7 @@ class Connector:
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *,
         timeout: float | None, on_error: Callable[[BaseException], Any] | None,
     ) -> Connector:
-        connector = cls(reactor, protocol_factory, path, on_error)
-        if timeout is not None:
-            connector._timeout_timer = reactor.call_later(
-                timeout, connector._timed_out, timeout)
+        connector = cls(reactor, protocol_factory, path, on_error, timeout)
         connector._addresses = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
         connector._try_next(None)
         return connector

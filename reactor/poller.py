@@ -239,9 +239,6 @@ class EpollPoller(Poller):
     def _modify(self, fd: int, mask: int, callbacks: list[Callback | None]) -> None:
         self._selector.modify(fd, EPOLL_BITS[mask])
 
-    def _unregister(self, fd: int) -> None:
-        self._selector.unregister(fd)
-
     def poll(self, timeout: float | None,
              observe: Callable[[list[tuple[int, int]]], None] | None = None) -> int:
         """As ``Poller.poll``; epoll takes -1 for "no timeout" and at most as many events as
@@ -272,10 +269,6 @@ class EpollPoller(Poller):
                     raise
                 self._on_error(exc, fd)
         return len(events)
-
-    def close(self) -> None:
-        self._callbacks_by_fd.clear()
-        self._selector.close()
 
 
 def mask_of(callbacks: list[Callback | None]) -> int:
