@@ -8,32 +8,45 @@ server's goodbye), at stdin's EOF, or when the server closes the connection.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: a signal may come during them
+    from examples import early_signals
+    early_signals.catch()
+
 import sys
 
-from examples.cli import ClientRun, TerminalClient, client_parser, make_reactor
+from examples.args import client_parser, usage_error
+from examples.logsetup import TraceFileError, make_reactor
+from examples.terminal import ClientRun, TerminalClient
 from reactor.errors import describe
 
 
 class ChatClient(TerminalClient):
+    sent_eof = False  # true once stdin ended: then the close is the answer to our FIN
+
     def stdin_received(self, data: bytes) -> None:
         if self.transport is None:
             return
         if data:
             self.transport.write(data)
         else:
+            self.sent_eof = True
             self.transport.write_eof()  # the server sees our FIN, and closes its side too
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
         if exc is None:
-            self.run.finish(0)
+            self.run.finish(0, None if self.sent_eof else "connection closed by the server")
         else:
             self.run.finish(1, f"connection lost: {describe(exc)}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = client_parser(__doc__.splitlines()[0]).parse_args(argv)
-    run = ClientRun(make_reactor(args), "chat_client")
+    args = client_parser(__doc__.splitlines()[0], __spec__.name).parse_args(argv)
+    try:
+        reactor = make_reactor(args)
+    except TraceFileError as exc:
+        return usage_error("chat_client", str(exc))
+    run = ClientRun(reactor, "chat_client")
     run.connect(lambda: ChatClient(run), args)
     return run.run()
 

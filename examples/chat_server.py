@@ -6,19 +6,28 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: a signal may come during them
+    from examples import early_signals
+    early_signals.catch()
+
 import sys
 
-from examples.cli import run_server, server_parser
+from examples.args import parse_server_args, server_parser
+from examples.serving import run_server
 from protocols.chat import ChatRoom
 from reactor import Reactor
 
 #: A member who sends and receives nothing for this long is disconnected (--idle-timeout).
 IDLE_TIMEOUT_SECONDS = 600.0
+#: What every member reads when the server is stopped (SIGINT/SIGTERM), before the close.
+SHUTDOWN_NOTICE = "* the server is shutting down; goodbye"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = server_parser(__doc__.splitlines()[0], idle_timeout=IDLE_TIMEOUT_SECONDS
-                         ).parse_args(argv)
+    parser = server_parser(__doc__.splitlines()[0], __spec__.name,
+                           idle_timeout=IDLE_TIMEOUT_SECONDS,
+                           over_limit='told "error: the room is full" and closed')
+    args = parse_server_args(parser, argv)
     room = ChatRoom()
 
     def show_reactor_figures(reactor: Reactor) -> None:
@@ -28,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_server(room.protocol_factory, args, "chat_server",
                       reject_message=b"error: the room is full; try again later\n",
-                      on_start=show_reactor_figures)
+                      on_start=show_reactor_figures,
+                      on_shutdown=lambda: room.broadcast(SHUTDOWN_NOTICE))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ Read next: ``reactor/connector.py``, which opens the upstream connections.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: a signal may come during them
+    from examples import early_signals
+    early_signals.catch()
+
 import argparse
 import logging
 import random
@@ -65,18 +69,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from examples.cli import (
+from examples import early_signals
+from examples.args import (
     EXIT_OK,
-    Closable,
-    GracefulShutdown,
+    Parser,
     add_logging_arguments,
     cannot_listen,
-    close_reactor,
     host_and_port,
-    make_reactor,
     positive_count,
     positive_seconds,
+    usage_error,
 )
+from examples.logsetup import TraceFileError, close_reactor, make_reactor
+from examples.serving import Closable, GracefulShutdown
 from reactor.address import format_address
 from reactor.buffer import ByteBuffer
 from reactor.errors import describe
@@ -126,6 +131,8 @@ class TcpProxy:
         self.chaos = chaos
         self._random = random.Random(seed)
         self.tunnels: set[Tunnel] = set()
+        #: Called when the last tunnel is gone (the shutdown waits for it).
+        self.when_none_left: Callable[[], object] = lambda: None
 
     def client_accepted(self) -> ProxySide:
         """The listener's protocol factory: a new tunnel for each client, returning its client side.
@@ -205,6 +212,8 @@ class Tunnel:
         # directions are done, and each FIN was passed on, so its peer is done too.
         if not self._open_sides and self._connector is None:
             self.proxy.tunnels.discard(self)
+            if not self.proxy.tunnels:
+                self.proxy.when_none_left()
 
     def chaos_reset_due(self, size: int) -> bool:
         """Count ``size`` more bytes forwarded; true once this tunnel's reset budget is spent."""
@@ -451,7 +460,7 @@ def fraction(text: str) -> float:
 
 
 def proxy_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(__doc__.splitlines()[0], __spec__.name)
     parser.add_argument("--listen", type=host_and_port, required=True, metavar="HOST:PORT",
                         help="where to accept clients; port 0 picks any free port "
                              "(IPv6 in brackets: [::1]:0)")
@@ -478,7 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.to[1] == 0:
         parser.error("--to needs the upstream's port; 0 is not one")
-    reactor = make_reactor(args)
+    if early_signals.stop_requested():
+        return EXIT_OK
+    try:
+        reactor = make_reactor(args)
+    except TraceFileError as exc:
+        return usage_error("tcp_proxy", str(exc))
     chaos = ChaosSettings(args.chaos_split, args.chaos_delay, args.chaos_reset)
     seed = args.seed
     if seed is None:
@@ -493,9 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         close_reactor(reactor)
         return cannot_listen("tcp_proxy", format_address(args.listen), exc)
     shutdown = GracefulShutdown(reactor, listener.close, proxy.open_tunnels)
+    proxy.when_none_left = shutdown.connection_closed
     # Handlers before the announcement: a supervisor may signal the moment it reads it.
-    shutdown.install()
-    print(f"listening on {listener.name}", flush=True)
+    if shutdown.install():
+        print(f"listening on {listener.name}", flush=True)
     try:
         reactor.run()
     finally:

@@ -16,17 +16,16 @@ used at all (an unknown host name, no route).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: a signal may come during them
+    from examples import early_signals
+    early_signals.catch()
+
 import sys
 from collections import deque
 
-from examples.cli import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    ClientRun,
-    StdinReader,
-    make_reactor,
-    client_parser,
-)
+from examples.args import EXIT_FAILURE, EXIT_OK, client_parser, usage_error
+from examples.logsetup import TraceFileError, make_reactor
+from examples.terminal import ClientRun, StdinReader
 from reactor.address import SocketAddress, format_address, strip_brackets
 from reactor.buffer import ByteBuffer
 from reactor.datagram import DatagramProtocol, DatagramTransport
@@ -144,8 +143,12 @@ class UdpClient(DatagramProtocol):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = client_parser(__doc__.splitlines()[0], udp=True, timeout=2.0).parse_args(argv)
-    run = ClientRun(make_reactor(args), "udp_client")
+    args = client_parser(__doc__.splitlines()[0], __spec__.name, udp=True, timeout=2.0).parse_args(argv)
+    try:
+        reactor = make_reactor(args)
+    except TraceFileError as exc:
+        return usage_error("udp_client", str(exc))
+    run = ClientRun(reactor, "udp_client")
     host = strip_brackets(args.host)
     try:
         run.reactor.connect_udp(lambda: UdpClient(run, args.timeout), host, args.port)

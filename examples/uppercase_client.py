@@ -10,9 +10,15 @@ closes before our FIN.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: a signal may come during them
+    from examples import early_signals
+    early_signals.catch()
+
 import sys
 
-from examples.cli import ClientRun, TerminalClient, client_parser, make_reactor
+from examples.args import client_parser, usage_error
+from examples.logsetup import TraceFileError, make_reactor
+from examples.terminal import ClientRun, TerminalClient
 from reactor.errors import describe
 
 
@@ -45,8 +51,12 @@ class UppercaseClient(TerminalClient):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = client_parser(__doc__.splitlines()[0]).parse_args(argv)
-    run = ClientRun(make_reactor(args), "uppercase_client")
+    args = client_parser(__doc__.splitlines()[0], __spec__.name).parse_args(argv)
+    try:
+        reactor = make_reactor(args)
+    except TraceFileError as exc:
+        return usage_error("uppercase_client", str(exc))
+    run = ClientRun(reactor, "uppercase_client")
     run.connect(lambda: UppercaseClient(run), args)
     return run.run()
 

@@ -6,14 +6,23 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: a signal may come during them
+    from examples import early_signals
+    early_signals.catch()
+
 import sys
 
-from examples.cli import run_server, server_parser
+from examples.args import parse_server_args, server_parser
+from examples.serving import run_server
 from protocols.uppercase import UppercaseProtocol
 
 
+OVER_LIMIT = 'told "error: too many connections" and closed'
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = server_parser(__doc__.splitlines()[0], workers=True).parse_args(argv)
+    args = parse_server_args(server_parser(__doc__.splitlines()[0], __spec__.name, workers=True,
+                                           over_limit=OVER_LIMIT), argv)
     return run_server(UppercaseProtocol, args, "uppercase_server",
                       reject_message=b"error: too many connections; try again later\n")
 

@@ -33,9 +33,11 @@ import socket
 import sys
 from collections.abc import Callable
 
-from examples.cli import EXIT_OK, cannot_listen, make_reactor
+from examples import early_signals
+from examples.args import EXIT_OK, cannot_listen, usage_error
+from examples.logsetup import TraceFileError, close_reactor, make_reactor
 from reactor import Reactor
-from reactor.address import bind_socket, format_address, strip_brackets
+from reactor.address import bind_socket, format_address
 
 log = logging.getLogger("examples.workers")
 
@@ -48,14 +50,18 @@ def run_workers(args: argparse.Namespace, program: str,
                 serve: Callable[[int, Callable[[], object]], int]) -> int:
     """Serve with ``args.workers`` processes; ``serve(port, on_listening)`` runs one worker's
     server and calls ``on_listening()`` once it listens."""
-    host = strip_brackets(args.host)
+    host = args.host
     try:
         placeholder = bind_socket(host, args.port, socket.SOCK_STREAM, reuse_address=True,
                                   reuse_port=True)
     except OSError as exc:
         return cannot_listen(program, format_address((host, args.port)), exc)
     port = placeholder.getsockname()[1]
-    reactor = make_reactor(args)
+    try:
+        reactor = make_reactor(args)
+    except TraceFileError as exc:
+        placeholder.close()
+        return usage_error(program, str(exc))
     ready_reader, ready_writer = os.pipe()
     pool = WorkerPool(reactor, args.workers,
                       lambda: serve(port, lambda: os.write(ready_writer, b"!")))
@@ -68,12 +74,12 @@ def run_workers(args: argparse.Namespace, program: str,
             reactor.remove_reader(ready_reader)  # later restarts need no announcement
 
     reactor.add_reader(ready_reader, worker_listening)
-    pool.install()
-    pool.start()
     try:
-        reactor.run()
+        if pool.install():  # else a signal came while we were starting: nothing to stop
+            pool.start()
+            reactor.run()
     finally:
-        reactor.close()
+        close_reactor(reactor)
         placeholder.close()
         os.close(ready_reader)
         os.close(ready_writer)
@@ -91,10 +97,12 @@ class WorkerPool:
         self.listening = 0  # workers that have said they listen
         self._stopping = False
 
-    def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+    def install(self) -> bool:
+        """Take the signals over; false if a stop signal came during start-up."""
+        for signum in early_signals.STOP_SIGNALS:
             self._reactor.add_signal_handler(signum, self._forward, signum)
         self._reactor.add_signal_handler(signal.SIGCHLD, self._reap)
+        return not early_signals.handed_over()
 
     def start(self) -> None:
         for number in range(self._count):
@@ -104,6 +112,10 @@ class WorkerPool:
         if self._stopping:
             return
         sys.stdout.flush()  # or the child would write the parent's buffered output again
+        # Blocked across fork(): a stop signal for the new child must not run the handler it
+        # copied from us, which would queue it on a reactor the child is about to drop. It
+        # waits, pending, until the child's own early handler is in place.
+        early_signals.block()
         pid = os.fork()
         if pid == 0:
             # The child: drop the parent's reactor (its signal handlers, selector and waker are
@@ -111,10 +123,12 @@ class WorkerPool:
             status = 1
             try:
                 self._reactor.close_in_child()
+                early_signals.restart_in_child()
                 status = self._serve()
             finally:
                 sys.stdout.flush()
                 os._exit(status)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, early_signals.STOP_SIGNALS)
         self.workers[pid] = number
         log.info("worker %d started (pid %d)", number, pid)
 

@@ -164,7 +164,8 @@ def test_chat_client_exits_when_the_server_shuts_down(launch: Launcher) -> None:
     client, _ = start_chat_client(launch, server)
     server.send_signal(signal.SIGTERM)
     assert client.wait(SHUTDOWN_TIMEOUT) == 0
-    assert client.stdout.read_until_eof() == b""
+    assert client.stdout.read_until_eof() == b"* the server is shutting down; goodbye\n"
+    assert "chat_client: connection closed by the server" in client.stderr()
     client.assert_no_traceback()
     assert server.wait(SHUTDOWN_TIMEOUT) == 0
     server.assert_no_traceback()
