@@ -22,6 +22,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+#: The longest timeout taken as given; a longer one is this long. Ten days is beyond any idle
+#: client an operator means to keep, and within what one epoll_wait() may sleep (2**31 ms).
+MAX_TIMEOUT_SECONDS = 10 * 24 * 3600.0
 #: Words that turn a timeout off, as well as ``0``.
 OFF_WORDS = ("off", "none", "0")
 
@@ -64,14 +67,16 @@ def seconds_or_zero(text: str) -> float:
 
 
 def timeout_or_off(text: str) -> float | None:
-    """Seconds, or ``0``/``off``/``inf`` for no timeout at all (``None``). Any large value is
-    accepted: the reactor caps how long one ``select()`` may sleep."""
+    """Seconds, or ``0``/``off``/``inf`` for no timeout at all (``None``). Any large finite
+    value is accepted and taken as at most ``MAX_TIMEOUT_SECONDS``."""
     if text.strip().lower() in OFF_WORDS:
         return None
     seconds = _number(text)
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"must be seconds, 0 or off, not {text!r}")
-    return None if seconds == 0 or math.isinf(seconds) else seconds
+    if seconds == 0 or math.isinf(seconds):
+        return None
+    return min(seconds, MAX_TIMEOUT_SECONDS)
 
 
 def positive_count(text: str) -> int:
@@ -164,11 +169,23 @@ def base_parser(description: str, module: str | None = None) -> Parser:
 
 def server_parser(description: str, module: str | None = None, *, udp: bool = False,
                   idle_timeout: float | None = None, workers: bool = False,
-                  over_limit: str = "closed at once, without a word") -> Parser:
+                  over_limit: str = "closed at once, without a word",
+                  max_line_bytes: int | None = None) -> Parser:
     """The server flags; ``idle_timeout`` is this server's default (``None``: off);
     ``workers``: the server can run as several processes (its state is per connection);
-    ``over_limit``: what a client past ``--max-connections`` gets, for the help text."""
+    ``over_limit``: what a client past ``--max-connections`` gets, for the help text;
+    ``max_line_bytes``: the default of ``--max-line-bytes``, for a line server."""
     parser = base_parser(description, module)
+    if not udp:
+        parser.epilog = (
+            "Limits: a connection whose unconsumed input passes 1 MiB (1048576 bytes) is "
+            "closed, with a log line" + (
+                "; a line longer than --max-line-bytes gets one error line and the "
+                "connection is closed." if max_line_bytes is not None else "."))
+        if max_line_bytes is not None:
+            parser.add_argument("--max-line-bytes", type=positive_count,
+                                default=max_line_bytes, metavar="N",
+                                help="longest line accepted (default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=0,
                         help=f"{'UDP' if udp else 'TCP'} port; 0 picks any free port "
                              "(default: %(default)s)")
@@ -183,7 +200,8 @@ def server_parser(description: str, module: str | None = None, *, udp: bool = Fa
                                  "--host/--port (which it excludes)")
         parser.add_argument("--idle-timeout", type=timeout_or_off, default=idle_timeout,
                             metavar="SECONDS",
-                            help="close connections idle this long; 0 or off: never (default: "
+                            help="close connections idle this long (at most 10 days); 0, off "
+                                 "or inf: never (default: "
                                  f"{'off' if idle_timeout is None else f'{idle_timeout:g}'})")
         parser.add_argument("--max-connections", type=positive_count, metavar="N",
                             help=f"serve at most N connections at once; more are {over_limit} "

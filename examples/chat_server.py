@@ -13,8 +13,8 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 import sys
 
 from examples.args import parse_server_args, server_parser
-from examples.serving import run_server
-from protocols.chat import ChatRoom
+from examples.serving import run_server, with_line_limit
+from protocols.chat import MAX_LINE_BYTES, ChatRoom
 from reactor import Reactor
 
 #: A member who sends and receives nothing for this long is disconnected (--idle-timeout).
@@ -26,7 +26,8 @@ SHUTDOWN_NOTICE = "* the server is shutting down; goodbye"
 def main(argv: list[str] | None = None) -> int:
     parser = server_parser(__doc__.splitlines()[0], __spec__.name,
                            idle_timeout=IDLE_TIMEOUT_SECONDS,
-                           over_limit='told "error: the room is full" and closed')
+                           over_limit='told "error: the room is full" and closed',
+                           max_line_bytes=MAX_LINE_BYTES)
     args = parse_server_args(parser, argv)
     room = ChatRoom()
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             "connections": len(reactor.transports), "loop_passes": reactor.passes,
             "slowest_pass_ms": round(reactor.slowest_pass_seconds * 1000, 3)}
 
-    return run_server(room.protocol_factory, args, "chat_server",
+    factory = with_line_limit(room.protocol_factory, args.max_line_bytes)
+    return run_server(factory, args, "chat_server",
                       reject_message=b"error: the room is full; try again later\n",
                       on_start=show_reactor_figures,
                       on_shutdown=lambda: room.broadcast(SHUTDOWN_NOTICE))

@@ -18,7 +18,8 @@ from protocols.echo import EchoProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_server_args(server_parser(__doc__.splitlines()[0], __spec__.name, workers=True), argv)
+    parser = server_parser(__doc__.splitlines()[0], __spec__.name, workers=True)
+    args = parse_server_args(parser, argv)
     return run_server(EchoProtocol, args, "echo_server")
 
 

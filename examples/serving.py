@@ -113,6 +113,16 @@ def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program
     return EXIT_OK
 
 
+def with_line_limit(factory: Callable[[], Any], max_line_bytes: int) -> Callable[[], Any]:
+    """``factory``'s line protocols, each with ``max_line_length`` set (``--max-line-bytes``)."""
+    def make() -> Any:
+        protocol = factory()
+        protocol.max_line_length = max_line_bytes
+        return protocol
+
+    return make
+
+
 class Closable(Protocol):
     def close(self) -> None: ...
     def abort(self) -> None: ...

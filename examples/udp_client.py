@@ -90,8 +90,7 @@ class UdpClient(DatagramProtocol):
     # -- replies and their absence -------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: SocketAddress) -> None:
-        sys.stdout.write(data.decode("utf-8", "replace").removesuffix("\n") + "\n")
-        sys.stdout.flush()
+        self.run.print_line(data.decode("utf-8", "replace").removesuffix("\n"))
         if self.waiting:  # else a late reply to a request that already timed out
             self.waiting.popleft().cancel()
             self.answered += 1
@@ -114,7 +113,7 @@ class UdpClient(DatagramProtocol):
         self.finish_if_done()
 
     def report(self, message: str) -> None:
-        print(f"{self.run.program}: {message}", file=sys.stderr, flush=True)
+        self.run.report(message)  # silent once stdout is closed: the run is over
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -143,7 +142,8 @@ class UdpClient(DatagramProtocol):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = client_parser(__doc__.splitlines()[0], __spec__.name, udp=True, timeout=2.0).parse_args(argv)
+    parser = client_parser(__doc__.splitlines()[0], __spec__.name, udp=True, timeout=2.0)
+    args = parser.parse_args(argv)
     try:
         reactor = make_reactor(args)
     except TraceFileError as exc:

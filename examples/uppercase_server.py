@@ -13,17 +13,17 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 import sys
 
 from examples.args import parse_server_args, server_parser
-from examples.serving import run_server
+from examples.serving import run_server, with_line_limit
 from protocols.uppercase import UppercaseProtocol
 
 
-OVER_LIMIT = 'told "error: too many connections" and closed'
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_server_args(server_parser(__doc__.splitlines()[0], __spec__.name, workers=True,
-                                           over_limit=OVER_LIMIT), argv)
-    return run_server(UppercaseProtocol, args, "uppercase_server",
+    parser = server_parser(__doc__.splitlines()[0], __spec__.name, workers=True,
+                           over_limit='told "error: too many connections" and closed',
+                           max_line_bytes=UppercaseProtocol.max_line_length)
+    args = parse_server_args(parser, argv)
+    return run_server(with_line_limit(UppercaseProtocol, args.max_line_bytes), args,
+                      "uppercase_server",
                       reject_message=b"error: too many connections; try again later\n")
 
 
