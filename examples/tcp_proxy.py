@@ -41,8 +41,8 @@ Chaos, for tests and demos of the programs behind the proxy:
   inside a UTF-8 character.
 * ``--chaos-delay MAX_SECONDS``: each piece is written 0 to MAX_SECONDS after the one before.
 * ``--chaos-reset FRACTION``: that fraction of tunnels is aborted on both sides once more than a
-  random number of bytes (up to ``CHAOS_RESET_MAX_BYTES``) has passed through; a tunnel that
-  forwards fewer bytes is never reset.
+  random number of bytes (up to ``CHAOS_RESET_MAX_BYTES``) has passed through, or, if it ends
+  before that, at its first FIN: ``--chaos-reset 1`` resets every connection.
 * ``--seed N``: the one ``random.Random`` of the proxy. Each tunnel draws its fate and the seeds
   of its two directions when it is accepted, so one seed and one sequence of connections give
   the same resets every run. Piece sizes also depend on how the kernel chunked what we read,
@@ -60,13 +60,10 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
     from examples import early_signals
     early_signals.catch()
 
-import argparse
 import logging
 import random
 import sys
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from examples import early_signals
@@ -80,13 +77,13 @@ from examples.args import (
     positive_seconds,
     usage_error,
 )
+from examples.chaos import CHAOS_RESET_MAX_BYTES, ChaosSettings, ChaosWriter, fraction
 from examples.logsetup import TraceFileError, close_reactor, make_reactor
 from examples.serving import Closable, GracefulShutdown
 from reactor.address import format_address
 from reactor.buffer import ByteBuffer
 from reactor.errors import describe
 from reactor.protocol import Protocol
-from reactor.transport import HIGH_WATER_BYTES, LOW_WATER_BYTES
 
 if TYPE_CHECKING:
     from reactor.connection import Connection
@@ -98,25 +95,6 @@ log = logging.getLogger("examples.tcp_proxy")
 
 #: How long upstream may take to accept a connection before its client is closed.
 UPSTREAM_CONNECT_TIMEOUT_SECONDS = 10.0
-#: A chaos reset strikes once more than a random 0 to this many bytes have been forwarded.
-CHAOS_RESET_MAX_BYTES = 16 * 1024
-
-
-@dataclass(frozen=True)
-class ChaosSettings:
-    """What the ``--chaos-*`` options asked for; the defaults are no chaos at all."""
-
-    split_max_bytes: int | None = None
-    delay_max_seconds: float | None = None
-    reset_fraction: float = 0.0
-
-    @property
-    def reshapes_writes(self) -> bool:
-        return self.split_max_bytes is not None or self.delay_max_seconds is not None
-
-    @property
-    def enabled(self) -> bool:
-        return self.reshapes_writes or self.reset_fraction > 0
 
 
 class TcpProxy:
@@ -222,6 +200,10 @@ class Tunnel:
         self._forwarded_bytes += size
         return self._forwarded_bytes > self._reset_after_bytes
 
+    @property
+    def chaos_reset_pending(self) -> bool:
+        return self._reset_after_bytes is not None
+
     def chaos_reset(self) -> None:
         log.info("%s: chaos reset after %d bytes", self.name, self._forwarded_bytes)
         self.abort()
@@ -284,7 +266,11 @@ class ProxySide(Protocol):
 
     def eof_received(self) -> bool:
         """Our far end sent FIN: pass it on as the peer's FIN, after what is queued for it, and
-        stay half-open: the answer may still be coming back through us."""
+        stay half-open: the answer may still be coming back through us. A tunnel chosen for a
+        chaos reset that ends before its byte budget is reset here instead."""
+        if self.tunnel.chaos_reset_pending:
+            self.tunnel.chaos_reset()
+            return True
         self.peer.send_eof()
         return True
 
@@ -341,6 +327,12 @@ class ProxySide(Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def stop_peer_reading(self) -> None:
+        self.peer.stop_reading()
+
+    def start_peer_reading(self) -> None:
+        self.peer.start_reading()
+
     def stop_reading(self) -> None:
         if self.transport is not None:
             self.transport.pause_reading()
@@ -351,112 +343,7 @@ class ProxySide(Protocol):
             self.transport.resume_reading()
 
 
-class ChaosWriter:
-    """Writes one side's output as random small pieces at random moments, in order.
-
-    Owns a FIFO of pieces, the one timer that writes the next piece, and the actions to run once
-    the FIFO is empty (``write_eof``, ``close``). Does not own the transport (its side's).
-
-    Order: one chain of timers per direction. A timer writes one piece and only then arms the
-    next. Arming one timer per piece at once, each with its own random delay, would let a later
-    piece with a shorter delay overtake an earlier one: reordered bytes, which TCP never delivers.
-
-    Bounds: the FIFO is a second send queue in front of the transport's, so it follows the same
-    contract. While the transport is over its high-water mark the writer holds its pieces
-    (``hold``/``release``, from its side's ``pause_writing``/``resume_writing``); the FIFO then
-    fills, and past ``HIGH_WATER_BYTES`` it stops the peer's reading until it drains to
-    ``LOW_WATER_BYTES``. Once an action is queued the peer is not resumed: a side whose writer
-    will send FIN or close has no use for more input.
-    """
-
-    def __init__(self, side: ProxySide, reactor: Reactor, settings: ChaosSettings,
-                 rng: random.Random) -> None:
-        self._side = side
-        self._reactor = reactor
-        self._split_max = settings.split_max_bytes
-        self._delay_max = settings.delay_max_seconds
-        self._rng = rng
-        self._pieces: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._timer: Timer | None = None
-        self._held = False
-        self._peer_stopped = False
-        self._when_empty: list[Callable[[], None]] = []
-
-    def write(self, data: bytes) -> None:
-        if self._split_max is None:
-            self._pieces.append(data)
-        else:
-            start = 0
-            while start < len(data):
-                end = start + self._rng.randint(1, self._split_max)
-                self._pieces.append(data[start:end])
-                start = end
-        self._queued_bytes += len(data)
-        if not self._peer_stopped and self._queued_bytes > HIGH_WATER_BYTES:
-            self._peer_stopped = True
-            self._side.peer.stop_reading()
-        self._pump()
-
-    def then(self, action: Callable[[], None]) -> None:
-        """Run ``action`` once every piece queued so far is written."""
-        self._when_empty.append(action)
-        self._pump()
-
-    def hold(self) -> None:
-        """The transport's queue is over high water: keep the pieces here until it drains."""
-        self._held = True
-
-    def release(self) -> None:
-        self._held = False
-        self._pump()
-
-    def discard(self) -> None:
-        """The connection is gone or being aborted: drop the pieces, the timer and the actions."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._pieces.clear()
-        self._queued_bytes = 0
-        self._when_empty.clear()
-
-    def _pump(self) -> None:
-        """Write pieces until one has to wait: for its delay, or for the transport to drain."""
-        while self._pieces and self._timer is None and not self._held:
-            delay = 0.0 if self._delay_max is None else self._rng.uniform(0.0, self._delay_max)
-            if delay > 0:
-                self._timer = self._reactor.call_later(delay, self._delay_elapsed)
-                return
-            self._write_piece()
-        if not self._pieces and self._timer is None:
-            actions, self._when_empty = self._when_empty, []
-            for action in actions:
-                action()
-
-    def _delay_elapsed(self) -> None:
-        self._timer = None
-        self._write_piece()
-        self._pump()
-
-    def _write_piece(self) -> None:
-        piece = self._pieces.popleft()
-        self._queued_bytes -= len(piece)
-        transport = self._side.transport
-        assert transport is not None  # discard() cancels the timer when the connection goes
-        transport.write(piece)  # may call pause_writing, and so hold(), before it returns
-        if self._peer_stopped and self._queued_bytes <= LOW_WATER_BYTES and not self._when_empty:
-            self._peer_stopped = False
-            self._side.peer.start_reading()
-
-
 # -- command line ----------------------------------------------------------------------------------
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
-    return value
 
 
 def proxy_parser() -> argparse.ArgumentParser:
@@ -473,8 +360,9 @@ def proxy_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--chaos-delay", type=positive_seconds, metavar="MAX_SECONDS",
                        help="write each piece 0 to MAX_SECONDS after the previous one")
     chaos.add_argument("--chaos-reset", type=fraction, default=0.0, metavar="FRACTION",
-                       help="reset this fraction of connections, after a random number of "
-                            f"forwarded bytes (at most {CHAOS_RESET_MAX_BYTES})")
+                       help="reset this fraction of connections (1: every one), after a "
+                            f"random number of forwarded bytes (at most {CHAOS_RESET_MAX_BYTES}) "
+                            "or at the connection's first FIN if that comes sooner")
     chaos.add_argument("--seed", type=int,
                        help="seed of the chaos, so a run repeats (default: a random one, logged)")
     return parser
