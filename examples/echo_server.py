@@ -2,6 +2,10 @@
 
     python -m examples.echo_server --port 8888
     nc 127.0.0.1 8888
+
+The server in one screen, as you would write it: make a ``Reactor``, ``listen_tcp`` with the
+protocol (``protocols/echo.py``), announce, ``run()``. What the other servers share
+(``examples/serving.py``) is the same steps; ``--workers`` and ``--unix`` use it here too.
 """
 
 from __future__ import annotations
@@ -12,15 +16,47 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 
 import sys
 
-from examples.args import parse_server_args, server_parser
-from examples.serving import run_server
+from examples import early_signals
+from examples.args import EXIT_OK, cannot_listen, parse_server_args, server_parser, usage_error
+from examples.logsetup import TraceFileError, close_reactor, make_reactor
+from examples.serving import GracefulShutdown, OpenConnections, run_server
 from protocols.echo import EchoProtocol
+from reactor.address import format_address
+
+PROGRAM = "echo_server"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = server_parser(__doc__.splitlines()[0], __spec__.name, workers=True)
     args = parse_server_args(parser, argv)
-    return run_server(EchoProtocol, args, "echo_server")
+    if args.workers > 1 or args.unix:
+        return run_server(EchoProtocol, args, PROGRAM)
+    if early_signals.stop_requested():  # stopped while starting: nothing to announce
+        return EXIT_OK
+    try:
+        reactor = make_reactor(args)  # a Reactor, traced if --trace or --trace-json asks
+    except TraceFileError as exc:
+        return usage_error(PROGRAM, str(exc))
+    # Each accepted connection gets a new EchoProtocol; the count lets the shutdown end when
+    # the last of them is gone.
+    connections = OpenConnections()
+    try:
+        listener = reactor.listen_tcp(connections.counted(EchoProtocol), args.host, args.port,
+                                      max_connections=args.max_connections,
+                                      idle_timeout=args.idle_timeout)
+    except OSError as exc:  # port in use, address not ours: before anything is announced
+        close_reactor(reactor)
+        return cannot_listen(PROGRAM, format_address((args.host, args.port)), exc)
+    shutdown = GracefulShutdown(reactor, listener.close, lambda: [*listener.connections],
+                                args.shutdown_grace)
+    connections.when_none_left = shutdown.connection_closed
+    if shutdown.install():  # SIGINT/SIGTERM now reach the loop; False if one came already
+        print(f"listening on {listener.name}", flush=True)
+    try:
+        reactor.run()  # until the shutdown stops it
+    finally:
+        close_reactor(reactor)
+    return EXIT_OK
 
 
 if __name__ == "__main__":
