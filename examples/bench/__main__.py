@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
 
     parser = argparse.ArgumentParser(
-        prog="python -m examples.bench", description=__doc__.splitlines()[0],
+        prog="python -m examples.bench",
+        description="Run the benchmarks against the example servers and their peers, print "
+                    "each table, and save the results (see examples/bench/README.md).",
         epilog="Without a command: throughput. 'python -m examples.bench COMMAND -h' for its "
                "options.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -197,7 +199,8 @@ def run_memory(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) 
     specs, notes = resolve(args.servers or ECHO_SERVERS)
     connections = memory.connections_possible(args.connections)
     if connections < args.connections:
-        notes.append(f"the hard RLIMIT_NOFILE allows only {connections} connections")
+        notes.append(f"the hard RLIMIT_NOFILE allows only {connections} "
+                     f"connection{'' if connections == 1 else 's'}")
     header(f"memory per idle connection ({connections:,} open)", cpus, options, specs, notes)
     results = [memory.measure(spec, options, connections) for spec in specs]
     print(memory.render(results))
