@@ -14,9 +14,8 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 
 import sys
 
-from examples.args import client_parser, usage_error
-from examples.logsetup import TraceFileError, make_reactor
-from examples.terminal import ClientRun, TerminalClient
+from examples.args import client_parser
+from examples.terminal import TerminalClient, run_line_client
 from reactor.errors import describe
 
 
@@ -42,13 +41,7 @@ class ChatClient(TerminalClient):
 
 def main(argv: list[str] | None = None) -> int:
     args = client_parser(__doc__.splitlines()[0], __spec__.name).parse_args(argv)
-    try:
-        reactor = make_reactor(args)
-    except TraceFileError as exc:
-        return usage_error("chat_client", str(exc))
-    run = ClientRun(reactor, "chat_client")
-    run.connect(lambda: ChatClient(run), args)
-    return run.run()
+    return run_line_client(args, "chat_client", ChatClient)
 
 
 if __name__ == "__main__":

@@ -176,8 +176,8 @@ class GracefulShutdown:
     def install(self) -> bool:
         """Take SIGINT/SIGTERM over; replay those that came during start-up. False if one did:
         the server is stopping before it was ever announced."""
-        for signum in early_signals.STOP_SIGNALS:
-            self._reactor.add_signal_handler(signum, self._on_signal, signum)
+        for stop_signal in early_signals.STOP_SIGNALS:
+            self._reactor.add_signal_handler(stop_signal, self._on_signal, stop_signal)
         early = early_signals.handed_over()
         for signum in early:
             self._reactor.call_soon(self._on_signal, signum)

@@ -89,7 +89,6 @@ if TYPE_CHECKING:
     from reactor.connection import Connection
     from reactor.connector import Connector
     from reactor.loop import Reactor
-    from reactor.timers import Timer
 
 log = logging.getLogger("examples.tcp_proxy")
 
@@ -346,7 +345,7 @@ class ProxySide(Protocol):
 # -- command line ----------------------------------------------------------------------------------
 
 
-def proxy_parser() -> argparse.ArgumentParser:
+def proxy_parser() -> Parser:
     parser = Parser(__doc__.splitlines()[0], __spec__.name)
     parser.add_argument("--listen", type=host_and_port, required=True, metavar="HOST:PORT",
                         help="where to accept clients; port 0 picks any free port "
@@ -369,7 +368,7 @@ def proxy_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Listen, announce, forward until SIGINT/SIGTERM. Like ``examples.cli.run_server``, which
+    """Listen, announce, forward until SIGINT/SIGTERM. Like ``examples.serving.run_server``, which
     cannot serve here: it makes its reactor itself, and the proxy needs one to connect upstream."""
     parser = proxy_parser()
     args = parser.parse_args(argv)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from examples import early_signals
-from examples.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from examples.logsetup import close_reactor
+from examples.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, usage_error
+from examples.logsetup import TraceFileError, close_reactor, make_reactor
 from protocols.line import LineProtocol
 from reactor import Connection, Reactor
 from reactor.address import format_address
@@ -196,3 +196,15 @@ class TerminalClient(LineProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
         self.stdin.pause()
+
+
+def run_line_client(args: argparse.Namespace, program: str,
+                    client: Callable[[ClientRun], TerminalClient]) -> int:
+    """A whole line client's life: a reactor as the flags say, connect, run, the exit status."""
+    try:
+        reactor = make_reactor(args)
+    except TraceFileError as exc:
+        return usage_error(program, str(exc))
+    run = ClientRun(reactor, program)
+    run.connect(lambda: client(run), args)
+    return run.run()

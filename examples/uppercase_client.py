@@ -16,9 +16,8 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 
 import sys
 
-from examples.args import client_parser, usage_error
-from examples.logsetup import TraceFileError, make_reactor
-from examples.terminal import ClientRun, TerminalClient
+from examples.args import client_parser
+from examples.terminal import ClientRun, TerminalClient, run_line_client
 from reactor.errors import describe
 
 
@@ -52,13 +51,7 @@ class UppercaseClient(TerminalClient):
 
 def main(argv: list[str] | None = None) -> int:
     args = client_parser(__doc__.splitlines()[0], __spec__.name).parse_args(argv)
-    try:
-        reactor = make_reactor(args)
-    except TraceFileError as exc:
-        return usage_error("uppercase_client", str(exc))
-    run = ClientRun(reactor, "uppercase_client")
-    run.connect(lambda: UppercaseClient(run), args)
-    return run.run()
+    return run_line_client(args, "uppercase_client", UppercaseClient)
 
 
 if __name__ == "__main__":
