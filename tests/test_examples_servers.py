@@ -1,6 +1,6 @@
 """The example servers, end to end: each one run as ``python -m examples.NAME``, as a user would.
 
-The conventions every server promises (``examples/cli.py``): the first stdout line is
+The conventions every server promises (``examples/serving.py``, ``examples/args.py``): the first stdout line is
 ``listening on HOST:PORT``; SIGINT and SIGTERM close the listener and every connection and exit 0
 within about 2 s; a bind failure is one stderr line and exit status 2; ``--trace`` and
 ``--log-level`` write to stderr. Then what the echo and uppercase servers do with bytes. (The chat

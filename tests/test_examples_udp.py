@@ -1,6 +1,6 @@
 """The UDP example programs, run as ``python -m examples.NAME`` the way a user starts them.
 
-Servers promise what TCP servers promise (``examples/cli.py``): first stdout line
+Servers promise what TCP servers promise (``examples/serving.py``, ``examples/args.py``): first stdout line
 ``listening on HOST:PORT``, exit 0 on SIGINT/SIGTERM, one stderr line and exit 2 when the port is
 taken. ``udp_client`` promises a bounded wait per line and a plain sentence when no reply comes;
 its exit status is 1 when every request failed. Every wait has a deadline (``tests/processes.py``),
