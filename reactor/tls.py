@@ -441,9 +441,10 @@ class TLSConnection(Connection):
             # start_tls's handshake is under way: queue; it is encrypted once it completes.
             self.send_buffer.append(data)
         else:
-            super().write(data)
-        if not self._write_paused and self.get_write_buffer_size() > self._high_water:
-            self._pause_protocol_writing()
+            super().write(data)  # raises after write_eof(), drops after close()
+        if not (self._write_paused or self._write_closed) \
+                and self.get_write_buffer_size() > self._high_water:
+            self._pause_protocol_writing()  # the ciphertext counts too
 
     def _encrypt_and_send(self, data: Any) -> int:
         """The Connection's ``send``: returns how much plaintext was taken, like ``send()``.
