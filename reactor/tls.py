@@ -516,16 +516,19 @@ class TLSConnection(Connection):
                 return False  # the kernel's send buffer is full
         return True
 
+    def _flush_or_fail(self) -> bool:
+        """``_flush_ciphertext`` for the data phase: a failed send aborts (and returns False)."""
+        try:
+            return self._flush_ciphertext()
+        except OSError as exc:
+            self._io_failed(exc, "send")
+            return False
+
     def _on_writable(self) -> None:
         if self._state is S.HANDSHAKING:
             self._handshake_writable()
             return
-        try:
-            flushed = self._flush_ciphertext()
-        except OSError as exc:
-            self._io_failed(exc, "send")
-            return
-        if not flushed:
+        if not self._flush_or_fail():
             return
         if self.send_buffer:
             super()._on_writable()
@@ -572,12 +575,9 @@ class TLSConnection(Connection):
 
     def _shutdown_write(self) -> None:
         self._queue_close_notify()
-        try:
-            flushed = self._flush_ciphertext()
-        except OSError as exc:
-            self._io_failed(exc, "send")
-            return
-        if not flushed:
+        if not self._flush_or_fail():
+            if self._closed:
+                return
             self._eof_pending = True  # _send_buffer_drained comes back here
             self._start_writing()
             return

@@ -389,13 +389,7 @@ def test_garbage_record_after_the_handshake_is_one_line_and_a_close(
 
 def test_non_reading_tls_peer_cannot_grow_server_memory(reactor: Reactor,
                                                        certs: Certificates) -> None:
-    servers: list[EchoProtocol] = []
-
-    def factory() -> EchoProtocol:
-        servers.append(EchoProtocol())
-        return servers[-1]
-
-    listener = reactor.listen_tcp(factory, ssl=certs.server_context())
+    listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
     raw = socket.create_connection(listener.address, timeout=5)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock = certs.client_context().wrap_socket(raw, server_hostname="localhost",
