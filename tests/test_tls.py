@@ -132,8 +132,9 @@ def test_our_client_and_server_round_trip_megabytes_byte_exact(
     listener.close()
 
 
-def test_python_ssl_client_round_trip_one_megabyte(reactor: Reactor,
-                                                     certs: Certificates) -> None:
+@pytest.mark.parametrize("size", [1 << 20, 16 << 20], ids=["1MiB", "16MiB"])
+def test_python_ssl_client_round_trip_in_random_chunks(reactor: Reactor, certs: Certificates,
+                                                       size: int) -> None:
     servers: list[EchoProtocol] = []
 
     def factory() -> EchoProtocol:
@@ -141,15 +142,35 @@ def test_python_ssl_client_round_trip_one_megabyte(reactor: Reactor,
         return servers[-1]
 
     listener = reactor.listen_tcp(factory, ssl=certs.server_context())
-    payload = random.Random(1).randbytes(1024 * 1024)
+    payload = random.Random(1).randbytes(size)
 
     def client() -> bytes:
+        # One thread sends and receives: an SSL object must not be used by two threads at once.
+        chunking = random.Random(size)
+        echoed = bytearray()
+        sent = 0
+        step = 0
         with tls_client(certs, listener.address) as sock:
-            sender = threading.Thread(target=sock.sendall, args=(payload,))
-            sender.start()
-            echoed = recv_exactly(sock, len(payload))
-            sender.join()
-            return echoed
+            sock.setblocking(False)
+            deadline = time.monotonic() + 30
+            while len(echoed) < len(payload) and time.monotonic() < deadline:
+                want_write = [sock] if sent < len(payload) else []
+                readable, writable, _ = select.select([sock], want_write, [], 1)
+                if readable or sock.pending():
+                    try:
+                        while chunk := sock.recv(1 << 20):
+                            echoed += chunk
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        pass
+                if writable:
+                    step = step or chunking.randint(1, 300_000)
+                    try:
+                        taken = sock.send(payload[sent:sent + step])
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        continue
+                    sent += taken
+                    step -= taken
+        return bytes(echoed)
 
     assert Background(client).value(reactor) == payload
     run_until(reactor, lambda: not listener.connections)
