@@ -27,6 +27,8 @@ Facts the code below depends on
 States (one ``_set_state`` checks every move against ``ALLOWED_TRANSITIONS``)::
 
     CONNECTING -> OPEN                  connection_made
+    CONNECTING | OPEN -> HANDSHAKING    TLS (reactor/tls.py): an ``ssl=`` connection, or start_tls()
+    HANDSHAKING -> OPEN                 handshake complete (connection_made, for an ``ssl=`` one)
     OPEN -> HALF_CLOSED                 peer FIN, eof_received() returned true: we may still write
     OPEN -> CLOSING                     close(), or peer FIN and eof_received() returned false
     OPEN -> WRITE_SHUT                  write_eof(): FIN once the queue drains; we still read
@@ -53,6 +55,8 @@ from reactor.loop import report_callback_error
 from reactor.transport import BaseTransport
 
 if TYPE_CHECKING:
+    import ssl
+
     from reactor.loop import Reactor
     from reactor.protocol import Protocol
     from reactor.timers import Timer
@@ -73,12 +77,17 @@ SENDMSG_MAX_CHUNKS = 64
 #: How long a close we started waits for the peer's FIN before closing anyway.
 CLOSE_LINGER_SECONDS = 2.0
 
+#: A TLS handshake not finished this long after it began is aborted (``reactor/tls.py``): a peer
+#: that connects and sends nothing, or stops half-way, would otherwise hold a descriptor forever.
+TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
+
 #: ``struct linger {int l_onoff; int l_linger;}`` with l_linger 0: close() sends RST.
 LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class ConnectionState(enum.Enum):
     CONNECTING = "connecting"
+    HANDSHAKING = "handshaking"
     OPEN = "open"
     HALF_CLOSED = "half-closed"
     WRITE_SHUT = "write-shut"
@@ -88,8 +97,9 @@ class ConnectionState(enum.Enum):
 
 S = ConnectionState
 ALLOWED_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
-    S.CONNECTING: frozenset({S.OPEN, S.CLOSED}),
-    S.OPEN: frozenset({S.HALF_CLOSED, S.WRITE_SHUT, S.CLOSING, S.CLOSED}),
+    S.CONNECTING: frozenset({S.OPEN, S.HANDSHAKING, S.CLOSED}),
+    S.HANDSHAKING: frozenset({S.OPEN, S.CLOSED}),
+    S.OPEN: frozenset({S.HANDSHAKING, S.HALF_CLOSED, S.WRITE_SHUT, S.CLOSING, S.CLOSED}),
     S.HALF_CLOSED: frozenset({S.CLOSING, S.CLOSED}),
     S.WRITE_SHUT: frozenset({S.CLOSING, S.CLOSED}),
     S.CLOSING: frozenset({S.CLOSED}),
@@ -97,13 +107,15 @@ ALLOWED_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 }
 #: States in which we still want the peer's bytes.
 READING_STATES = frozenset({S.OPEN, S.WRITE_SHUT})
+#: States in which write() is accepted (during start_tls's handshake it queues).
+WRITING_STATES = frozenset({S.OPEN, S.HALF_CLOSED, S.HANDSHAKING})
 
 
 class Connection(BaseTransport):
     """The transport of one stream connection (TCP or Unix). See the module docstring."""
 
     __slots__ = (
-        "_sock", "_recv", "_send", "recv_buffer", "send_buffer", "_state",
+        "_sock", "_recv", "_send", "_sendmsg", "_tls", "recv_buffer", "send_buffer", "_state",
         "_write_closed", "_reading", "_reading_paused", "_max_unconsumed", "_eof_pending",
         "_saw_eof", "_linger_timer", "_peer_address", "_on_closed",
         # Counters (see ``stats()``): the first four are updated on every event, the rest only
@@ -125,8 +137,11 @@ class Connection(BaseTransport):
         self._sock = sock
         self._fd = sock.fileno()
         # Bound methods cached once: looked up on every event otherwise (DESIGN.md, perf note 2).
-        self._recv = sock.recv
-        self._send = sock.send
+        self._recv: Callable[[int], bytes] = sock.recv
+        self._send: Callable[[Any], int] = sock.send
+        self._sendmsg: Callable[[list[Any]], int] = sock.sendmsg
+        #: The TLS session of a ``reactor.tls.TLSConnection`` (which swaps the three above).
+        self._tls: Any = None
         self._protocol = protocol
         self.recv_buffer = ByteBuffer()
         self.send_buffer = ByteBuffer()
@@ -183,6 +198,29 @@ class Connection(BaseTransport):
 
     def get_write_buffer_size(self) -> int:
         return len(self.send_buffer)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``peername``, ``sockname`` or ``socket``, as asyncio names them (a TLS connection
+        adds its own: ``reactor/tls.py``)."""
+        if name == "peername":
+            return self._peer_address
+        if name == "sockname":
+            return self.local_address
+        if name == "socket":
+            return self._sock
+        return default
+
+    def start_tls(
+        self, context: ssl.SSLContext, *, server_side: bool,
+        server_hostname: str | None = None,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
+    ) -> None:
+        """Upgrade this open connection to TLS in band (STARTTLS): see ``reactor.tls.start_tls``.
+        The protocol hears ``handshake_completed()`` once it is done."""
+        from reactor.tls import start_tls
+
+        start_tls(self, context, server_side=server_side, server_hostname=server_hostname,
+                  handshake_timeout=handshake_timeout)
 
     def stats(self) -> dict[str, Any]:
         """Everything this connection has counted, for snapshots, ``/stats`` and tests."""
@@ -401,7 +439,7 @@ class Connection(BaseTransport):
         buffer = self.send_buffer
         chunks = buffer.head_chunks(SENDMSG_MAX_CHUNKS)
         try:
-            sent = self._send(chunks[0]) if len(chunks) == 1 else self._sock.sendmsg(chunks)
+            sent = self._send(chunks[0]) if len(chunks) == 1 else self._sendmsg(chunks)
         except OSError as exc:
             if classify(exc) is ErrorKind.WOULD_BLOCK:
                 self._send_fell_short(-1, len(buffer))  # a spurious wakeup: try again later
@@ -418,9 +456,13 @@ class Connection(BaseTransport):
             if self._tracer is not None:
                 self._trace_send(sent, sent)
         if buffer:
-            if self._write_paused and len(buffer) <= self._low_water:
+            if self._write_paused and self.get_write_buffer_size() <= self._low_water:
                 self._resume_protocol_writing()
             return
+        self._send_buffer_drained()
+
+    def _send_buffer_drained(self) -> None:
+        """Everything queued was sent: stop watching writability, then resume, close or FIN."""
         self._stop_writing()
         if self._write_paused:
             self._resume_protocol_writing()  # may write again, or close()
@@ -577,7 +619,7 @@ class Connection(BaseTransport):
             raise RuntimeError(f"{self!r}: illegal state change {old.name} -> {new.name}")
         self._state = new
         self.history.append((self._reactor.time(), new))
-        if new is not S.OPEN and new is not S.HALF_CLOSED:
+        if new not in WRITING_STATES:
             self._write_closed = True
         if self._tracer is not None:
             self._trace("state", change=f"{old.name} -> {new.name}")

@@ -27,12 +27,15 @@ import socket
 from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import format_address, resolve_stream
-from reactor.connection import Connection
+from reactor.connection import TLS_HANDSHAKE_TIMEOUT_SECONDS, Connection
 from reactor.errors import describe
 from reactor.listener import set_nodelay
 from reactor.loop import report_callback_error
+from reactor.tls import TLSConnection, TLSSession
 
 if TYPE_CHECKING:
+    import ssl
+
     from reactor.loop import Reactor
     from reactor.timers import Timer
 
@@ -44,13 +47,23 @@ CONNECT_IN_PROGRESS = errno.EINPROGRESS
 
 
 class Connector:
-    """One connection attempt. ``cancel()`` abandons it without calling anything."""
+    """One connection attempt. ``cancel()`` abandons it without calling anything.
+
+    With ``ssl`` (a client ``SSLContext``) the attempt goes on through the TLS handshake: the
+    protocol is made aware only once it completes, and a failed one (an untrusted or expired
+    certificate, a wrong host name) reaches ``on_error`` like a refused connect.
+    """
 
     def __init__(
         self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
-        on_error: Callable[[BaseException], Any] | None, timeout: float | None = None,
+        on_error: Callable[[BaseException], Any] | None, timeout: float | None = None, *,
+        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
     ) -> None:
         self._reactor = reactor
+        self._ssl = ssl
+        self._server_hostname = server_hostname
+        self._handshake_timeout = handshake_timeout
         self._protocol_factory = protocol_factory
         self.target = target
         self._on_error = on_error
@@ -66,9 +79,16 @@ class Connector:
     def start_tcp(
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
         timeout: float | None, on_error: Callable[[BaseException], Any] | None,
+        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
     ) -> Connector:
+        """With ``ssl``, ``server_hostname`` defaults to ``host``: the name the certificate
+        must match (an IP address matches the certificate's IP subjectAltName)."""
+        if ssl is not None and server_hostname is None:
+            server_hostname = host
         connector = cls(reactor, protocol_factory, format_address((host, port)), on_error,
-                        timeout)
+                        timeout, ssl=ssl, server_hostname=server_hostname,
+                        handshake_timeout=handshake_timeout)
         try:
             connector._addresses = resolve_stream(host, port, passive=False)
         except (OSError, UnicodeError) as exc:  # socket.gaierror: the name does not resolve
@@ -81,8 +101,11 @@ class Connector:
     def start_unix(
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *,
         timeout: float | None, on_error: Callable[[BaseException], Any] | None,
+        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
     ) -> Connector:
-        connector = cls(reactor, protocol_factory, path, on_error, timeout)
+        connector = cls(reactor, protocol_factory, path, on_error, timeout, ssl=ssl,
+                        server_hostname=server_hostname, handshake_timeout=handshake_timeout)
         connector._addresses = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
         connector._try_next(None)
         return connector
@@ -172,7 +195,20 @@ class Connector:
             sock.close()
             report_callback_error(exc, f"protocol factory of {self!r}")
             return
-        self.connection = Connection(self._reactor, sock, protocol, peer_address)
+        if self._ssl is None:
+            self.connection = Connection(self._reactor, sock, protocol, peer_address)
+        else:
+            try:
+                session = TLSSession(self._ssl, server_side=False,
+                                     server_hostname=self._server_hostname,
+                                     handshake_timeout=self._handshake_timeout,
+                                     on_failed=self._report)
+            except ValueError as exc:  # check_hostname without a server_hostname
+                sock.close()
+                self._report(exc)
+                return
+            self.connection = TLSConnection(self._reactor, sock, protocol, peer_address,
+                                            session=session)
         if self._reactor.tracer is not None:
             self._reactor.tracer.event(self, "connected", fd=sock.fileno())
         self.connection._start()
@@ -190,6 +226,10 @@ class Connector:
         self._done = True
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()
+        self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        """Tell ``on_error`` (or the log): the connect, or the TLS handshake after it, failed."""
         if self._on_error is None:
             log.warning("connect to %s failed: %s", self.target, describe(exc))
             return

@@ -32,13 +32,16 @@ import stat
 from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import SocketAddress, bind_socket, format_address
-from reactor.connection import Connection
+from reactor.connection import TLS_HANDSHAKE_TIMEOUT_SECONDS, Connection
 from reactor.errors import ErrorKind, classify, describe
 from reactor.idle import IdleSweeper
 from reactor.loop import report_callback_error
 from reactor.protocol import Protocol
+from reactor.tls import TLSConnection, TLSSession
 
 if TYPE_CHECKING:
+    import ssl
+
     from reactor.loop import Reactor
     from reactor.timers import Timer
 
@@ -69,14 +72,20 @@ class Listener:
     ``max_connections``: beyond it, new connections are accepted and closed at once, after
     ``reject_message`` if one is given. ``idle_timeout``: connections on which nothing is read
     or written for that many seconds get ``protocol.idle_timed_out`` (``reactor/idle.py``).
+    ``ssl``: an ``SSLContext`` made for servers; the port then speaks TLS only, each connection
+    shaking hands (within ``handshake_timeout`` seconds) before its protocol is made aware
+    (``reactor/tls.py``).
     """
 
     def __init__(
         self, reactor: Reactor, sock: socket.socket, protocol_factory: Callable[[], Any], *,
         max_connections: int | None = None, reject_message: bytes | None = None,
-        idle_timeout: float | None = None,
+        idle_timeout: float | None = None, ssl: ssl.SSLContext | None = None,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
     ) -> None:
         self._reactor = reactor
+        self._ssl = ssl
+        self._handshake_timeout = handshake_timeout
         self._sock = sock
         self._protocol_factory = protocol_factory
         self.max_connections = max_connections
@@ -188,13 +197,25 @@ class Listener:
         if full:
             log.info("%s: %d connections already; rejecting %s", self.name,
                      len(self.connections), format_address(peer_address))
-        connection = Connection(self._reactor, sock, protocol, peer_address,
-                                on_closed=group.discard)
+        if self._ssl is None:
+            connection = Connection(self._reactor, sock, protocol, peer_address,
+                                    on_closed=group.discard)
+        else:
+            connection = self._tls_connection(sock, protocol, peer_address, group.discard)
         group.add(connection)
         if self._reactor.tracer is not None:
             self._reactor.tracer.event(self, "accept", fd=sock.fileno(),
                                        peer=format_address(peer_address))
         connection._start()
+
+    def _tls_connection(self, sock: socket.socket, protocol: Protocol,
+                        peer_address: SocketAddress,
+                        on_closed: Callable[[Connection], Any]) -> Connection:
+        assert self._ssl is not None
+        session = TLSSession(self._ssl, server_side=True, server_hostname=None,
+                             handshake_timeout=self._handshake_timeout)
+        return TLSConnection(self._reactor, sock, protocol, peer_address, on_closed,
+                             session=session)
 
     def _pause_accepting(self, exc: OSError) -> None:
         """Out of descriptors or memory: stop accepting for a while instead of spinning."""

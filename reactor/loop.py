@@ -36,6 +36,8 @@ from reactor.timers import Handle, Timer, TimerQueue
 from reactor.waker import Waker
 
 if TYPE_CHECKING:
+    import ssl
+
     from reactor.connector import Connector
     from reactor.datagram import DatagramTransport
     from reactor.listener import Listener
@@ -155,10 +157,12 @@ class Reactor:
         self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
         *, backlog: int = 128, reuse_port: bool = False, max_connections: int | None = None,
         reject_message: bytes | None = None, idle_timeout: float | None = None,
+        ssl: ssl.SSLContext | None = None, handshake_timeout: float | None = 10.0,
     ) -> Listener:
         """Listen on ``host:port`` (``port=0``: any free port; read ``listener.address``).
 
-        ``max_connections``, ``reject_message`` and ``idle_timeout``: see ``Listener``.
+        ``max_connections``, ``reject_message``, ``idle_timeout``, ``ssl`` (serve TLS only)
+        and ``handshake_timeout``: see ``Listener``.
         Raises ``OSError`` at once if the address cannot be bound (port in use, not ours).
         """
         from reactor.listener import Listener
@@ -166,29 +170,38 @@ class Reactor:
         protocol_factory = self._checked(protocol_factory)
         return Listener.open_tcp(self, protocol_factory, host, port, backlog=backlog,
                                  reuse_port=reuse_port, max_connections=max_connections,
-                                 reject_message=reject_message, idle_timeout=idle_timeout)
+                                 reject_message=reject_message, idle_timeout=idle_timeout,
+                                 ssl=ssl, handshake_timeout=handshake_timeout)
 
     def connect_tcp(
         self, protocol_factory: ProtocolFactory, host: str, port: int, *,
         timeout: float | None = 10.0,
         on_error: Callable[[BaseException], Any] | None = None,
+        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
+        handshake_timeout: float | None = 10.0,
     ) -> Connector:
         """Connect without blocking; ``on_error(exc)`` hears of refusal, timeout and the rest.
 
         On success the protocol gets ``connection_made``; on failure it is never created.
+        With ``ssl`` (a client context, e.g. ``ssl.create_default_context()``) that happens
+        after the TLS handshake, and a failed one (certificate, host name) reaches ``on_error``.
+        ``server_hostname`` (default ``host``) is sent as SNI and checked against the
+        certificate when the context's ``check_hostname`` is on (it is by default).
         """
         from reactor.connector import Connector
 
         protocol_factory = self._checked(protocol_factory)
         return Connector.start_tcp(self, protocol_factory, host, port, timeout=timeout,
-                                   on_error=on_error)
+                                   on_error=on_error, ssl=ssl, server_hostname=server_hostname,
+                                   handshake_timeout=handshake_timeout)
 
     # -- Unix domain sockets ------------------------------------------------------------------
 
     def listen_unix(
         self, protocol_factory: ProtocolFactory, path: str, *, backlog: int = 128,
         max_connections: int | None = None, reject_message: bytes | None = None,
-        idle_timeout: float | None = None,
+        idle_timeout: float | None = None, ssl: ssl.SSLContext | None = None,
+        handshake_timeout: float | None = 10.0,
     ) -> Listener:
         """Listen on a Unix stream socket at ``path``: the same connections and protocols as
         TCP, for clients on this machine. A stale socket file is replaced; a live server's is
@@ -198,18 +211,23 @@ class Reactor:
         protocol_factory = self._checked(protocol_factory)
         return Listener.open_unix(self, protocol_factory, path, backlog=backlog,
                                   max_connections=max_connections,
-                                  reject_message=reject_message, idle_timeout=idle_timeout)
+                                  reject_message=reject_message, idle_timeout=idle_timeout,
+                                  ssl=ssl, handshake_timeout=handshake_timeout)
 
     def connect_unix(
         self, protocol_factory: ProtocolFactory, path: str, *, timeout: float | None = 10.0,
         on_error: Callable[[BaseException], Any] | None = None,
+        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
+        handshake_timeout: float | None = 10.0,
     ) -> Connector:
-        """Connect to a Unix stream socket; failures reach ``on_error`` as with ``connect_tcp``."""
+        """Connect to a Unix stream socket; failures reach ``on_error`` as with ``connect_tcp``.
+        TLS as there, except that ``server_hostname`` has no default."""
         from reactor.connector import Connector
 
         protocol_factory = self._checked(protocol_factory)
         return Connector.start_unix(self, protocol_factory, path, timeout=timeout,
-                                    on_error=on_error)
+                                    on_error=on_error, ssl=ssl, server_hostname=server_hostname,
+                                    handshake_timeout=handshake_timeout)
 
     # -- UDP -------------------------------------------------------------------------------
 

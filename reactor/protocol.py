@@ -12,6 +12,8 @@ Callback order, for one connection::
         pause_writing() / resume_writing()   strictly alternating, any time while open
         idle_timed_out(seconds)           when the server has an idle timeout and it passed
         eof_received()                    at most once: the peer sent FIN (recv() returned b"")
+                                          or, over TLS, its close_notify
+        handshake_completed()             after start_tls(), once the TLS handshake is done
     connection_lost(exc)                  exactly once, on a later loop pass than its cause
 
 Nothing is delivered after you call ``transport.close()`` or ``transport.abort()`` except the
@@ -70,6 +72,11 @@ class Protocol:
         timeout). Default: close. Line protocols say why first."""
         if self.transport is not None:
             self.transport.close()
+
+    def handshake_completed(self) -> None:
+        """The TLS handshake begun by ``transport.start_tls()`` completed: from now on every
+        byte is encrypted (``transport.tls_version``, ``cipher``, ``peer_certificate`` say how).
+        A failed one closes the connection instead (``connection_lost(exc)``). Default: nothing."""
 
     def pause_writing(self) -> None:
         """The send queue crossed its high-water mark: the peer is not keeping up.

@@ -11,6 +11,7 @@ import pytest
 from reactor import Reactor
 from tests.helpers import SELECTOR_NAMES, Server, start_server
 from tests.processes import Launcher
+from tests.tls_certs import Certificates, make_certificates, require_openssl
 
 
 @pytest.fixture(params=SELECTOR_NAMES)
@@ -38,3 +39,10 @@ def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
     yield start_server(reactor, servers)
     for server in servers:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A test CA and server certificates signed by it (``tests/tls_certs.py``), made once."""
+    require_openssl()
+    return make_certificates(tmp_path_factory.mktemp("certs"))
