@@ -42,8 +42,10 @@ BULK_CAP_BYTES = 64 * 1024 * 1024
 #: ... and how small a receive buffer it asks for, so that the server's send() fills up sooner.
 SLOW_CLIENT_RCVBUF_BYTES = 32 * 1024
 #: The EAGAIN scenario: how many 100-byte lines the client sends (their replies must overflow
-#: the server's kernel send buffer and then its 64 KiB high-water mark).
-UNIX_LINES = 2000
+#: the server's kernel send buffer and then its 64 KiB high-water mark). 2000 lines (200 KB)
+#: sometimes fit in the ~208 KiB a Unix socket buffers when the server batches its replies into
+#: few large sends, and the trace then showed no EAGAIN; 600 KB cannot fit, however it batches.
+UNIX_LINES = 6000
 #: The overlong-line scenario: more than the uppercase server's 64 KiB line limit, no newline.
 OVERLONG_BYTES = 200_000
 
