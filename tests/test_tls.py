@@ -87,6 +87,15 @@ def tls_client(certs: Certificates, address: Any, hostname: str = "localhost",
     return (context or certs.client_context()).wrap_socket(raw, server_hostname=hostname)
 
 
+def connect_with_tls(reactor: Reactor, listener: Any, certs: Certificates,
+                     client: Recorder) -> None:
+    """Our client to ``listener`` over TLS (verifying "localhost"), until its handshake is done:
+    ``connection_made`` comes only then, so ``client.transport`` is set when this returns."""
+    reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
+                        ssl=certs.client_context(), server_hostname="localhost")
+    run_until(reactor, lambda: client.transport is not None)
+
+
 def recv_exactly(sock: ssl.SSLSocket, size: int) -> bytes:
     parts = bytearray()
     while len(parts) < size:
@@ -518,9 +527,7 @@ def test_write_eof_over_tls13_is_close_notify_and_we_keep_reading(
 
     listener = reactor.listen_tcp(factory, ssl=certs.server_context())
     client = Recorder()
-    reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
-                        ssl=certs.client_context(), server_hostname="localhost")
-    run_until(reactor, lambda: client.transport is not None)
+    connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
     client.transport.write(b"request")
     client.transport.write_eof()
@@ -536,9 +543,7 @@ def test_write_eof_over_tls12_raises_a_clear_error(reactor: Reactor, certs: Cert
     listener = reactor.listen_tcp(
         EchoProtocol, ssl=certs.server_context(maximum_version=ssl.TLSVersion.TLSv1_2))
     client = Recorder()
-    reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
-                        ssl=certs.client_context(), server_hostname="localhost")
-    run_until(reactor, lambda: client.transport is not None)
+    connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
     with pytest.raises(RuntimeError, match="needs TLS 1.3"):
         client.transport.write_eof()
@@ -649,9 +654,7 @@ def test_trace_shows_handshake_steps_then_version_cipher_subject_then_records(
     reactor.set_tracer(tracer)
     listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
     client = Recorder()
-    reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
-                        ssl=certs.client_context(), server_hostname="localhost")
-    run_until(reactor, lambda: client.transport is not None)
+    connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
     client.transport.write(b"hello")
     run_until(reactor, lambda: client.received == b"hello")
