@@ -18,6 +18,14 @@ Facts this module depends on:
   costs O(registered fds); ``epoll`` keeps the set in the kernel and costs O(ready fds).
 * Closing an fd removes it from an epoll set only when no other descriptor refers to the same
   open file, which is why we always unregister *before* closing (same rule as selectors' docs).
+* Every backend has a largest timeout: ``epoll`` and ``poll`` take an ``int`` of milliseconds and
+  raise ``OverflowError`` beyond it (about 24.8 days), ``select`` a ``timeval``. A timer a year
+  away must not crash the loop, so no wait is longer than ``MAX_WAIT_SECONDS`` (one day, as in
+  asyncio): a loop that wakes up with nothing due simply waits again.
+* A signal arriving during the wait (EINTR) never reaches us as ``InterruptedError``: since
+  PEP 475 the call runs the Python signal handler and retries with the time left. If the handler
+  raises (KeyboardInterrupt), that exception propagates out of ``poll()``; ours only queue a
+  callback and write to the waker, whose fd then ends the retried wait at once.
 
 The backend seam is the selector class (Redis's ae has the same seam with aeApiAddEvent and
 friends): the reactor and its tests run over every class ``selectors`` offers on this platform.
@@ -35,6 +43,9 @@ Callback = Callable[[], object]
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
+
+#: The longest single wait: see the module docstring (backends overflow on longer timeouts).
+MAX_WAIT_SECONDS = 86400.0
 
 SELECTOR_CLASSES: dict[str, type[selectors.BaseSelector]] = {
     name: getattr(selectors, class_name)
@@ -182,12 +193,12 @@ class Poller:
         """Wait up to ``timeout`` seconds (``None``: forever) and run the ready callbacks.
 
         Runs them while walking the selector's result instead of building a second list
-        (measured: DESIGN.md, performance notes). Read before write: a readable-and-writable
+        (measured: docs/design.md, "Performance notes"). Read before write: a readable-and-writable
         socket that the read path closes is not then written to. ``observe``, when given, first
         sees every ready ``(fd, mask)``: one check per pass, none per event. Returns the number
-        of ready fds.
+        of ready fds. ``timeout`` is capped at ``MAX_WAIT_SECONDS``.
         """
-        events = self._selector.select(timeout)
+        events = self._selector.select(capped(timeout))
         self.woke_at = self._clock()
         if observe is not None:
             observe([(key.fd, mask) for key, mask in events])
@@ -244,10 +255,7 @@ class EpollPoller(Poller):
         """As ``Poller.poll``; epoll takes -1 for "no timeout" and at most as many events as
         there are registered fds (it never reports more)."""
         table = self._callbacks_by_fd
-        try:
-            events = self._selector.poll(-1 if timeout is None else timeout, len(table) or 1)
-        except InterruptedError:  # a signal: PEP 475 retries, unless a handler raised
-            events = []
+        events = self._selector.poll(-1 if timeout is None else capped(timeout), len(table) or 1)
         self.woke_at = self._clock()
         if observe is not None:
             observe([(fd, epoll_to_mask(bits)) for fd, bits in events])
@@ -269,6 +277,13 @@ class EpollPoller(Poller):
                     raise
                 self._on_error(exc, fd)
         return len(events)
+
+
+def capped(timeout: float | None) -> float | None:
+    """``timeout``, or ``MAX_WAIT_SECONDS`` if it is longer (``None``, forever, stays)."""
+    if timeout is not None and timeout > MAX_WAIT_SECONDS:
+        return MAX_WAIT_SECONDS
+    return timeout
 
 
 def mask_of(callbacks: list[Callback | None]) -> int:

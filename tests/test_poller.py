@@ -306,3 +306,41 @@ def test_exception_in_an_io_callback_is_logged_and_the_loop_continues(
         reactor.remove_reader(good_a.fileno())
     finally:
         close_pairs(pairs)
+
+
+# -- waits longer than a backend can express ----------------------------------------------------
+
+#: Every backend: the generic poller over each selectors class, and the direct epoll one.
+BACKENDS = [*((name, "generic") for name in SELECTOR_NAMES), ("epoll", "direct")]
+
+
+@pytest.mark.parametrize(("name", "kind"), BACKENDS, ids=[f"{n}-{k}" for n, k in BACKENDS])
+@pytest.mark.parametrize("timeout", [1e7, 3e9, float("inf")])
+def test_a_wait_too_long_for_the_backend_is_capped_not_an_overflow(
+    name: str, kind: str, timeout: float, pair: Pair
+) -> None:
+    if name not in SELECTOR_CLASSES:
+        pytest.skip(f"no {name} on this platform")
+    poller = Poller.create(name) if kind == "direct" else Poller(name)
+    assert (kind == "direct") == (type(poller).__name__ == "EpollPoller")
+    try:
+        ran: list[str] = []
+        pair[1].send(b"x")  # already readable: the capped wait returns at once
+        poller.set_reader(pair[0].fileno(), lambda: ran.append("read"))
+        assert poller.poll(timeout) == 1 and ran == ["read"]
+    finally:
+        poller.close()
+
+
+@pytest.mark.parametrize("name", SELECTOR_NAMES)
+def test_a_timer_far_in_the_future_does_not_crash_the_loop(name: str, pair: Pair) -> None:
+    reactor = Reactor(name)
+    try:
+        reactor.call_later(1e7, lambda: None)  # about 116 days: over epoll's int milliseconds
+        woke: list[str] = []
+        pair[1].send(b"x")
+        reactor.add_reader(pair[0].fileno(), lambda: woke.append("read"))
+        reactor.run_once()
+        assert woke == ["read"] and len(reactor._timers) == 1
+    finally:
+        reactor.close()
