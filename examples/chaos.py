@@ -55,7 +55,7 @@ def fraction(text: str) -> float:
 class WriterSide(Protocol):
     """What a ``ChaosWriter`` needs of the connection side it writes for."""
 
-    transport: Connection | None
+    transport: Connection
 
     def stop_peer_reading(self) -> None: ...
     def start_peer_reading(self) -> None: ...

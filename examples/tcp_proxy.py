@@ -234,7 +234,6 @@ class ProxySide(Protocol):
     when the tunnel starts and ends (``Tunnel``).
     """
 
-    transport: Connection | None
     peer: ProxySide
 
     def __init__(self, tunnel: Tunnel, role: str, writer_seed: int) -> None:

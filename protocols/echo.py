@@ -17,8 +17,7 @@ class EchoProtocol(Protocol):
     """Writes back whatever arrives; closes after echoing everything once the peer sends FIN."""
 
     def data_received(self, buffer: ByteBuffer) -> None:
-        # transport is set by connection_made, and nothing arrives after connection_lost.
-        self.transport.write(buffer.take())  # type: ignore[union-attr]
+        self.transport.write(buffer.take())
 
     def eof_received(self) -> bool:
         """Close once the echoes are sent: a client that sends, then shuts down its write side,

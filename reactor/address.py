@@ -1,4 +1,5 @@
-"""Socket addresses: parsing what users type, printing what sockets return, and binding.
+"""Socket helpers: parsing what users type, printing what sockets return, binding, and the
+options every accepted or connected socket gets (Redis's ``anet.c`` has the same job).
 
 Owns nothing. IPv6 literals contain colons, so a printed address puts them in brackets
 (``[::1]:8080``) exactly as URLs do (RFC 3986), and a host given as ``[::1]`` is accepted too.
@@ -6,7 +7,10 @@ Owns nothing. IPv6 literals contain colons, so a printed address puts them in br
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import stat
 from typing import Any, overload
 
 SocketAddress = Any  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
@@ -71,3 +75,40 @@ def bind_socket(host: str | None, port: int, socktype: int, *, reuse_address: bo
         sock.close()
         raise
     return sock
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off on a TCP socket: it holds small writes back until the previous
+    one is ACKed, and with the peer's delayed ACK that stalls request/response traffic for up to
+    40 ms. Only an optimisation: on some systems it fails once the peer has reset, and then the
+    next recv or send reports the reset properly."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+def remove_stale_unix_socket(path: str) -> None:
+    """Unlink ``path`` if it is a socket nobody listens on; raise ``OSError`` otherwise.
+
+    A server that dies without cleaning up leaves its socket file behind, and ``bind()`` then
+    fails with EADDRINUSE although nobody listens. Connecting is the only reliable test:
+    ECONNREFUSED means no listener (the file is stale), a successful connect a live server whose
+    path we must not steal. A file that is not a socket is never removed.
+    """
+    if not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise OSError(errno.EADDRINUSE, f"{path} exists and is not a socket; not removing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a live server with a full backlog must not block our loop
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: left behind by a server that is gone
+        return
+    except OSError as exc:
+        if exc.errno != errno.EAGAIN:  # EAGAIN: a live server with a full backlog
+            raise
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"{path} is in use by a running server")

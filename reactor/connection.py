@@ -50,8 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import SocketAddress, format_address
 from reactor.buffer import ByteBuffer
-from reactor.errors import ErrorKind, classify, describe
-from reactor.loop import report_callback_error
+from reactor.errors import ErrorKind, classify, describe, report_callback_error
 from reactor.transport import BaseTransport
 
 if TYPE_CHECKING:
@@ -216,11 +215,11 @@ class Connection(BaseTransport):
         handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
     ) -> None:
         """Upgrade this open connection to TLS in band (STARTTLS): see ``reactor.tls.start_tls``.
-        The protocol hears ``handshake_completed()`` once it is done."""
-        from reactor.tls import start_tls
-
-        start_tls(self, context, server_side=server_side, server_hostname=server_hostname,
-                  handshake_timeout=handshake_timeout)
+        The protocol hears ``handshake_completed()`` once it is done. (Through the reactor:
+        ``reactor/tls.py`` builds on this module, so this one cannot import it back.)"""
+        self._reactor.start_tls(self, context, server_side=server_side,
+                                server_hostname=server_hostname,
+                                handshake_timeout=handshake_timeout)
 
     def stats(self) -> dict[str, Any]:
         """Everything this connection has counted, for snapshots, ``/stats`` and tests."""

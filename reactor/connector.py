@@ -26,11 +26,9 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
-from reactor.address import format_address, resolve_stream
+from reactor.address import format_address, resolve_stream, set_nodelay
 from reactor.connection import TLS_HANDSHAKE_TIMEOUT_SECONDS, Connection
-from reactor.errors import describe
-from reactor.listener import set_nodelay
-from reactor.loop import report_callback_error
+from reactor.errors import describe, report_callback_error
 from reactor.tls import TLSConnection, TLSSession
 
 if TYPE_CHECKING:
@@ -45,6 +43,13 @@ log = logging.getLogger("reactor.connector")
 #: connects at once or fails; its EAGAIN means the server's backlog is full, and is an error.)
 CONNECT_IN_PROGRESS = errno.EINPROGRESS
 
+#: How long a connect (and, with TLS, its handshake's start) may take before it fails.
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+#: Makes the connecting socket from ``getaddrinfo``'s (family, type, proto): ``socket.socket``,
+#: or, in tests, a double that scripts what each syscall answers (``reactor.testing``).
+SocketFactory = Callable[[int, int, int], socket.socket]
+
 
 class Connector:
     """One connection attempt. ``cancel()`` abandons it without calling anything.
@@ -52,15 +57,21 @@ class Connector:
     With ``ssl`` (a client ``SSLContext``) the attempt goes on through the TLS handshake: the
     protocol is made aware only once it completes, and a failed one (an untrusted or expired
     certificate, a wrong host name) reaches ``on_error`` like a refused connect.
+    ``socket_factory`` makes the socket (the seam tests use to script the syscalls).
+
+    ``start_tcp`` and ``start_unix`` pass their keyword options through to this one signature.
     """
 
     def __init__(
         self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
-        on_error: Callable[[BaseException], Any] | None, timeout: float | None = None, *,
+        on_error: Callable[[BaseException], Any] | None = None,
+        timeout: float | None = CONNECT_TIMEOUT_SECONDS, *,
         ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
         handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
+        socket_factory: SocketFactory = socket.socket,
     ) -> None:
         self._reactor = reactor
+        self._socket_factory = socket_factory
         self._ssl = ssl
         self._server_hostname = server_hostname
         self._handshake_timeout = handshake_timeout
@@ -77,18 +88,15 @@ class Connector:
 
     @classmethod
     def start_tcp(
-        cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
-        timeout: float | None, on_error: Callable[[BaseException], Any] | None,
-        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
-        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
+        cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int,
+        **options: Any,
     ) -> Connector:
-        """With ``ssl``, ``server_hostname`` defaults to ``host``: the name the certificate
-        must match (an IP address matches the certificate's IP subjectAltName)."""
-        if ssl is not None and server_hostname is None:
-            server_hostname = host
-        connector = cls(reactor, protocol_factory, format_address((host, port)), on_error,
-                        timeout, ssl=ssl, server_hostname=server_hostname,
-                        handshake_timeout=handshake_timeout)
+        """Resolve ``host`` and connect to each address in turn. With ``ssl``,
+        ``server_hostname`` defaults to ``host``: the name the certificate must match (an IP
+        address matches the certificate's IP subjectAltName)."""
+        if options.get("ssl") is not None and options.get("server_hostname") is None:
+            options["server_hostname"] = host
+        connector = cls(reactor, protocol_factory, format_address((host, port)), **options)
         try:
             connector._addresses = resolve_stream(host, port, passive=False)
         except (OSError, UnicodeError) as exc:  # socket.gaierror: the name does not resolve
@@ -99,13 +107,9 @@ class Connector:
 
     @classmethod
     def start_unix(
-        cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *,
-        timeout: float | None, on_error: Callable[[BaseException], Any] | None,
-        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
-        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
+        cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str, **options: Any,
     ) -> Connector:
-        connector = cls(reactor, protocol_factory, path, on_error, timeout, ssl=ssl,
-                        server_hostname=server_hostname, handshake_timeout=handshake_timeout)
+        connector = cls(reactor, protocol_factory, path, **options)
         connector._addresses = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
         connector._try_next(None)
         return connector
@@ -130,7 +134,7 @@ class Connector:
         while self._addresses:
             family, type_, proto, _, address = self._addresses.pop(0)
             try:
-                sock = socket.socket(family, type_, proto)
+                sock = self._socket_factory(family, type_, proto)
             except OSError as exc:  # EMFILE, or a family this host lacks
                 previous_error = exc
                 continue

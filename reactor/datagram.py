@@ -1,4 +1,5 @@
-"""Datagrams: UDP sockets on the reactor, and the protocol interface that goes with them.
+"""Datagrams: UDP sockets on the reactor (their protocol interface, ``DatagramProtocol``, is
+in ``reactor/protocol.py`` beside the stream one, and importable from here too).
 
 Owns, per transport, one datagram socket, the queue of whole datagrams the kernel could not take
 yet, and the transport's state (OPEN, CLOSING, CLOSED). Does not own what a datagram means (that
@@ -71,13 +72,15 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import SocketAddress, bind_socket, format_address, strip_brackets
-from reactor.errors import ErrorKind, classify, describe
-from reactor.loop import report_callback_error
+from reactor.errors import ErrorKind, classify, describe, report_callback_error
+from reactor.protocol import DatagramProtocol
 from reactor.transport import BaseTransport
 
 if TYPE_CHECKING:
     from reactor.loop import Reactor
     from reactor.timers import Timer
+
+__all__ = ["DatagramProtocol", "DatagramTransport"]  # DatagramProtocol: its old import path
 
 log = logging.getLogger("reactor.datagram")
 
@@ -87,7 +90,6 @@ MAX_READ_BYTES = 65536
 MAX_DATAGRAMS_PER_EVENT = 32
 #: The largest payload one datagram carries, by address family (see the module docstring).
 MAX_DATAGRAM_BYTES = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
-#: Send-queue watermarks, as for TCP: crossing HIGH calls pause_writing, LOW resume_writing.
 #: The bound on the send queue: a datagram that would pass it is dropped (error_received).
 MAX_QUEUED_DATAGRAM_BYTES = 1024 * 1024
 #: After ENOBUFS/ENOMEM from sendto(), retry the queue this much later instead of spinning.
@@ -98,49 +100,6 @@ SEND_RETRY_DELAY_SECONDS = 0.01
 SOCKET_BROKEN_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT})
 #: The kinds of ``sendto()`` error after which the datagram is kept and sent later.
 SEND_LATER_KINDS = frozenset({ErrorKind.WOULD_BLOCK, ErrorKind.RESOURCES_EXHAUSTED})
-
-
-class DatagramProtocol:
-    """Base class for datagram protocols: override the events you care about.
-
-    Callback order, for one transport::
-
-        connection_made(transport)           exactly once, before any other callback
-            datagram_received(data, addr)    once per datagram, whole, in the order read
-            error_received(exc)              a datagram was not delivered or an ICMP error came
-            pause_writing() / resume_writing()   strictly alternating, while open
-        connection_lost(exc)                 exactly once, on a later pass than its cause
-
-    Nothing is delivered after ``transport.close()`` or ``transport.abort()`` except the final
-    ``connection_lost`` (``exc`` is ``None`` unless the socket failed). There is no
-    ``eof_received``: UDP has no end of stream.
-    """
-
-    transport: DatagramTransport | None = None
-
-    def connection_made(self, transport: DatagramTransport) -> None:
-        """The socket is bound (and connected, for ``connect_udp``). The default keeps it."""
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: SocketAddress) -> None:
-        """One datagram arrived from ``addr``; reply with ``transport.sendto(reply, addr)``."""
-
-    def error_received(self, exc: OSError) -> None:
-        """A datagram could not be sent, or an ICMP error came back (on a connected transport,
-        ``ConnectionRefusedError``: nothing listens at the peer's port). The transport stays
-        open. The default logs it at INFO level."""
-        log.info("%s: %s", type(self).__name__, describe(exc))
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        """The transport is closed; ``exc`` is ``None`` unless the socket failed."""
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        """The send queue crossed its high-water mark. UDP cannot slow the peers that make us
-        send, so the default does nothing; the queue's bound drops what does not fit."""
-
-    def resume_writing(self) -> None:
-        """The send queue drained to its low-water mark. The default does nothing."""
 
 
 class DatagramState(enum.Enum):

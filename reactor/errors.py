@@ -1,6 +1,10 @@
-"""Named errno sets and the one ``classify()`` every syscall's ``OSError`` goes through.
+"""Error policy: named errno sets, the one ``classify()`` every syscall's ``OSError`` goes
+through, and what happens to an exception that escapes user code.
 
-Owns nothing but the policy. A non-blocking socket reports three very different things with
+Owns nothing but the policy, and sits below every other module (it imports none of them), so
+the loop, the listeners, the connectors and the transports all report the same way.
+
+A non-blocking socket reports three very different things with
 exceptions, and each needs a different answer:
 
 * *would block*: EAGAIN/EWOULDBLOCK mean "nothing to read" or "the kernel's send buffer is full";
@@ -12,12 +16,19 @@ exceptions, and each needs a different answer:
   leave the pending connection in the backlog, so the listening socket stays readable: retrying at
   once would spin the CPU at 100 %. The listener stops accepting and retries on a timer.
 * anything else is *unexpected*: close that connection and log with a traceback.
+
+An exception raised by a protocol's callback, a timer's callback or a protocol factory is a bug in
+that code, not in the loop: ``report_callback_error`` logs it with its traceback and the loop goes
+on serving everyone else (``reactor/connection.py`` also aborts the one connection concerned).
 """
 
 from __future__ import annotations
 
 import enum
 import errno
+import logging
+
+log = logging.getLogger("reactor")
 
 WOULD_BLOCK_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 
@@ -54,3 +65,12 @@ def describe(exc: BaseException) -> str:
         name = errno.errorcode.get(exc.errno, str(exc.errno))
         return f"{name} ({exc.strerror})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def report_callback_error(exc: BaseException, where: str) -> None:
+    """The policy for an exception that escaped user code: log it with its traceback.
+
+    KeyboardInterrupt and SystemExit are not ``Exception`` and so are never caught by the
+    callers: they end ``run()`` as the user asked.
+    """
+    log.error("unhandled exception in %s", where, exc_info=exc)

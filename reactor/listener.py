@@ -28,14 +28,15 @@ import errno
 import logging
 import os
 import socket
-import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from reactor.address import SocketAddress, bind_socket, format_address
+from reactor.address import (
+    SocketAddress, bind_socket, format_address, remove_stale_unix_socket, set_nodelay,
+)
 from reactor.connection import TLS_HANDSHAKE_TIMEOUT_SECONDS, Connection
-from reactor.errors import ErrorKind, classify, describe
+from reactor.errors import ErrorKind, classify, describe, report_callback_error
 from reactor.idle import IdleSweeper
-from reactor.loop import report_callback_error
 from reactor.protocol import Protocol
 from reactor.tls import TLSConnection, TLSSession
 
@@ -66,30 +67,41 @@ class RejectProtocol(Protocol):
         transport.close()
 
 
-class Listener:
-    """Accepts connections on one listening socket until ``close()``.
+@dataclass(frozen=True)
+class ListenerOptions:
+    """How a listener treats the connections it accepts: the one place these options are
+    declared. ``reactor.listen_tcp(..., **options)`` and ``listen_unix`` take them as keywords
+    (a misspelt one is a ``TypeError`` naming it), and pass them here unchanged."""
 
-    ``max_connections``: beyond it, new connections are accepted and closed at once, after
-    ``reject_message`` if one is given. ``idle_timeout``: connections on which nothing is read
-    or written for that many seconds get ``protocol.idle_timed_out`` (``reactor/idle.py``).
-    ``ssl``: an ``SSLContext`` made for servers; the port then speaks TLS only, each connection
-    shaking hands (within ``handshake_timeout`` seconds) before its protocol is made aware
-    (``reactor/tls.py``).
-    """
+    #: Beyond this many open connections, new ones are accepted and closed at once...
+    max_connections: int | None = None
+    #: ...after this is written to them, if given (a line saying why).
+    reject_message: bytes | None = None
+    #: Connections on which nothing is read or written for this many seconds get
+    #: ``protocol.idle_timed_out`` (``reactor/idle.py``).
+    idle_timeout: float | None = None
+    #: An ``SSLContext`` made for servers: the port then speaks TLS only, each connection shaking
+    #: hands before its protocol is made aware (``reactor/tls.py``)...
+    ssl: ssl.SSLContext | None = None
+    #: ...within this many seconds, or it is aborted.
+    handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS
+
+
+class Listener:
+    """Accepts connections on one listening socket until ``close()``, treating them as
+    ``options`` say (``ListenerOptions``)."""
 
     def __init__(
-        self, reactor: Reactor, sock: socket.socket, protocol_factory: Callable[[], Any], *,
-        max_connections: int | None = None, reject_message: bytes | None = None,
-        idle_timeout: float | None = None, ssl: ssl.SSLContext | None = None,
-        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
+        self, reactor: Reactor, sock: socket.socket, protocol_factory: Callable[[], Any],
+        options: ListenerOptions = ListenerOptions(),
     ) -> None:
         self._reactor = reactor
-        self._ssl = ssl
-        self._handshake_timeout = handshake_timeout
+        self._ssl = options.ssl
+        self._handshake_timeout = options.handshake_timeout
         self._sock = sock
         self._protocol_factory = protocol_factory
-        self.max_connections = max_connections
-        self.reject_message = reject_message
+        self.max_connections = options.max_connections
+        self.reject_message = options.reject_message
         self.address: SocketAddress = sock.getsockname()
         self.connections: set[Connection] = set()
         #: Connections over the limit, being told so: they do not count against the limit.
@@ -98,8 +110,8 @@ class Listener:
         self._retry_timer: Timer | None = None
         self._accept_failing = False  # logged once per episode, not on every retry
         self._unix_path_inode: tuple[str, int] | None = None
-        self._idle_sweeper = (IdleSweeper(reactor, self.connections, idle_timeout)
-                              if idle_timeout is not None else None)
+        self._idle_sweeper = (IdleSweeper(reactor, self.connections, options.idle_timeout)
+                              if options.idle_timeout is not None else None)
         sock.setblocking(False)
         reactor.poller.set_reader(sock.fileno(), self._on_readable)
         if reactor.tracer is not None:
@@ -108,7 +120,8 @@ class Listener:
     @classmethod
     def open_tcp(
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None, port: int,
-        *, backlog: int = 128, reuse_port: bool = False, **options: Any,
+        *, backlog: int = 128, reuse_port: bool = False,
+        options: ListenerOptions = ListenerOptions(),
     ) -> Listener:
         """``socket() / bind() / listen()`` on the first address ``host`` resolves to
         (``reactor.address.bind_socket``). Raises ``OSError`` if it cannot be bound."""
@@ -119,21 +132,15 @@ class Listener:
         except BaseException:
             sock.close()
             raise
-        return cls(reactor, sock, protocol_factory, **options)
+        return cls(reactor, sock, protocol_factory, options)
 
     @classmethod
     def open_unix(
         cls, reactor: Reactor, protocol_factory: Callable[[], Any], path: str,
-        *, backlog: int = 128, **options: Any,
+        *, backlog: int = 128, options: ListenerOptions = ListenerOptions(),
     ) -> Listener:
-        """Listen on a Unix domain stream socket at ``path``, replacing a stale socket file.
-
-        A server that dies without cleaning up leaves its socket file behind, and ``bind()``
-        then fails with EADDRINUSE although nobody listens. We tell the two cases apart the
-        only reliable way: connect to it. ECONNREFUSED means no listener: the file is stale
-        and is replaced. A successful connect means a live server: we refuse to steal its path.
-        A file that is not a socket is never removed.
-        """
+        """Listen on a Unix domain stream socket at ``path``, replacing a stale socket file
+        (``reactor.address.remove_stale_unix_socket``) but never a live server's."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
@@ -147,7 +154,7 @@ class Listener:
         except BaseException:
             sock.close()
             raise
-        listener = cls(reactor, sock, protocol_factory, **options)
+        listener = cls(reactor, sock, protocol_factory, options)
         listener._unix_path_inode = (path, os.stat(path).st_ino)
         return listener
 
@@ -195,8 +202,9 @@ class Listener:
             return
         group = self.rejected if full else self.connections
         if full:
-            log.info("%s: %d connections already; rejecting %s", self.name,
-                     len(self.connections), format_address(peer_address))
+            count = len(self.connections)
+            log.info("%s: %d connection%s already; rejecting %s", self.name, count,
+                     "" if count == 1 else "s", format_address(peer_address))
         if self._ssl is None:
             connection = Connection(self._reactor, sock, protocol, peer_address,
                                     on_closed=group.discard)
@@ -256,33 +264,3 @@ class Listener:
             except FileNotFoundError:
                 pass
 
-
-def set_nodelay(sock: socket.socket) -> None:
-    """Turn Nagle's algorithm off on a TCP socket: it holds small writes back until the previous
-    one is ACKed, and with the peer's delayed ACK that stalls request/response traffic for up to
-    40 ms. Only an optimisation: on some systems it fails once the peer has reset, and then the
-    next recv or send reports the reset properly."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
-def remove_stale_unix_socket(path: str) -> None:
-    """Unlink ``path`` if it is a socket nobody listens on; raise ``OSError`` otherwise."""
-    if not stat.S_ISSOCK(os.stat(path).st_mode):
-        raise OSError(errno.EADDRINUSE, f"{path} exists and is not a socket; not removing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)  # a live server with a full backlog must not block our loop
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)  # stale: left behind by a server that is gone
-        return
-    except OSError as exc:
-        if exc.errno != errno.EAGAIN:  # EAGAIN: a live server with a full backlog
-            raise
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"{path} is in use by a running server")

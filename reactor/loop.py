@@ -1,17 +1,22 @@
 """Reactor: the event loop. One thread, one selector, a timer heap and a ready queue.
 
-Owns the Poller, the TimerQueue, the ready queue of callbacks and the Waker. Does not own
-sockets: listeners, connectors and connections own theirs and register them with the poller.
+Owns the Poller, the TimerQueue, the ready queue of callbacks and the Waker. Knows file
+descriptors, callbacks and timers, never TCP: listeners, connectors and connections own their
+sockets and register them with the poller (``reactor.poller``), and the loop only dispatches
+readiness to the callbacks they registered.
 
 The whole idea fits in a few lines (read ``run_once`` first)::
 
     while not stopping:
         timeout = time until the next timer (0 if callbacks are ready, None if nothing is scheduled)
         for each ready fd: its on_readable() / on_writable()   # recv/accept/send into buffers
-        run the timers that are due and the callbacks that were ready when this pass began
+        run the callbacks that were ready when this pass began, then the timers that are due
 
-Everything else here is the API around those lines. Only ``call_soon_threadsafe`` and ``stop``
-may be called from another thread (or, for ``stop``, from a signal handler).
+The file reads in that order: the pass, the ready queue, timers, wakeups (another thread, a
+signal), any file descriptor, and last the conveniences users expect (``listen_tcp``,
+``connect_tcp``...), each a thin forward to the module that does the work. Only
+``call_soon_threadsafe`` and ``stop`` may be called from another thread (or, for ``stop``, from a
+signal handler).
 
 Read next: ``reactor/listener.py`` (how a connection is born) and ``reactor/connection.py``.
 """
@@ -25,22 +30,26 @@ import signal
 import threading
 import time
 from collections import deque
-from itertools import islice
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from reactor import introspect
 from reactor.checker import checked_factory
+from reactor.connection import TLS_HANDSHAKE_TIMEOUT_SECONDS
+from reactor.connector import Connector
+from reactor.datagram import DatagramTransport
+from reactor.errors import report_callback_error
+from reactor.listener import Listener, ListenerOptions
 from reactor.poller import Poller
 from reactor.timers import Handle, Timer, TimerQueue
+from reactor.tls import start_tls
 from reactor.waker import Waker
 
 if TYPE_CHECKING:
     import ssl
 
-    from reactor.connector import Connector
-    from reactor.datagram import DatagramTransport
-    from reactor.listener import Listener
+    from reactor.connection import Connection
     from reactor.trace import Tracer
     from reactor.transport import BaseTransport
 
@@ -94,204 +103,7 @@ class Reactor:
             f"timers={len(self._timers)} ready={len(self._ready)}>"
         )
 
-    # -- time and callbacks -------------------------------------------------------------------
-
-    @property
-    def trace_label(self) -> str:
-        return "reactor"
-
-    def time(self) -> float:
-        """Seconds on the loop's monotonic clock: the base of every ``when``."""
-        return self._clock()
-
-    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
-        """Run ``callback(*args)`` on the next pass, after I/O, in the order scheduled."""
-        handle = Handle(callback, args)
-        self._ready.append(handle)
-        return handle
-
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
-        """``call_soon`` from another thread: ``deque.append`` is atomic, then wake ``select()``."""
-        handle = self.call_soon(callback, *args)
-        self._waker.wake()
-        return handle
-
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        """Run ``callback(*args)`` once, ``delay`` seconds from now."""
-        return self._timers.schedule(self.time() + delay, callback, args)
-
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        """Run ``callback(*args)`` once, at ``when`` on the loop's clock (see ``time()``)."""
-        return self._timers.schedule(when, callback, args)
-
-    def call_every(
-        self, interval: float, callback: Callable[..., Any], *args: Any,
-        first_delay: float | None = None,
-    ) -> Timer:
-        """Run ``callback(*args)`` every ``interval`` seconds until the handle is cancelled."""
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        first = interval if first_delay is None else first_delay
-        return self._timers.schedule(self.time() + first, callback, args, interval=interval)
-
-    # -- any file descriptor ----------------------------------------------------------------
-
-    def add_reader(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Call ``callback(*args)`` whenever ``fd`` is readable (level-triggered)."""
-        self._poller.set_reader(fd, functools.partial(callback, *args) if args else callback)
-
-    def remove_reader(self, fd: int) -> bool:
-        return self._poller.remove_reader(fd)
-
-    def add_writer(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Call ``callback(*args)`` whenever ``fd`` is writable. Remove it when you have nothing
-        to write: a level-triggered selector reports a writable socket on every pass."""
-        self._poller.set_writer(fd, functools.partial(callback, *args) if args else callback)
-
-    def remove_writer(self, fd: int) -> bool:
-        return self._poller.remove_writer(fd)
-
-    # -- TCP ---------------------------------------------------------------------------------
-
-    def listen_tcp(
-        self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
-        *, backlog: int = 128, reuse_port: bool = False, max_connections: int | None = None,
-        reject_message: bytes | None = None, idle_timeout: float | None = None,
-        ssl: ssl.SSLContext | None = None, handshake_timeout: float | None = 10.0,
-    ) -> Listener:
-        """Listen on ``host:port`` (``port=0``: any free port; read ``listener.address``).
-
-        ``max_connections``, ``reject_message``, ``idle_timeout``, ``ssl`` (serve TLS only)
-        and ``handshake_timeout``: see ``Listener``.
-        Raises ``OSError`` at once if the address cannot be bound (port in use, not ours).
-        """
-        from reactor.listener import Listener
-
-        protocol_factory = self._checked(protocol_factory)
-        return Listener.open_tcp(self, protocol_factory, host, port, backlog=backlog,
-                                 reuse_port=reuse_port, max_connections=max_connections,
-                                 reject_message=reject_message, idle_timeout=idle_timeout,
-                                 ssl=ssl, handshake_timeout=handshake_timeout)
-
-    def connect_tcp(
-        self, protocol_factory: ProtocolFactory, host: str, port: int, *,
-        timeout: float | None = 10.0,
-        on_error: Callable[[BaseException], Any] | None = None,
-        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
-        handshake_timeout: float | None = 10.0,
-    ) -> Connector:
-        """Connect without blocking; ``on_error(exc)`` hears of refusal, timeout and the rest.
-
-        On success the protocol gets ``connection_made``; on failure it is never created.
-        With ``ssl`` (a client context, e.g. ``ssl.create_default_context()``) that happens
-        after the TLS handshake, and a failed one (certificate, host name) reaches ``on_error``.
-        ``server_hostname`` (default ``host``) is sent as SNI and checked against the
-        certificate when the context's ``check_hostname`` is on (it is by default).
-        """
-        from reactor.connector import Connector
-
-        protocol_factory = self._checked(protocol_factory)
-        return Connector.start_tcp(self, protocol_factory, host, port, timeout=timeout,
-                                   on_error=on_error, ssl=ssl, server_hostname=server_hostname,
-                                   handshake_timeout=handshake_timeout)
-
-    # -- Unix domain sockets ------------------------------------------------------------------
-
-    def listen_unix(
-        self, protocol_factory: ProtocolFactory, path: str, *, backlog: int = 128,
-        max_connections: int | None = None, reject_message: bytes | None = None,
-        idle_timeout: float | None = None, ssl: ssl.SSLContext | None = None,
-        handshake_timeout: float | None = 10.0,
-    ) -> Listener:
-        """Listen on a Unix stream socket at ``path``: the same connections and protocols as
-        TCP, for clients on this machine. A stale socket file is replaced; a live server's is
-        not (``OSError`` EADDRINUSE). ``listener.close()`` removes the file."""
-        from reactor.listener import Listener
-
-        protocol_factory = self._checked(protocol_factory)
-        return Listener.open_unix(self, protocol_factory, path, backlog=backlog,
-                                  max_connections=max_connections,
-                                  reject_message=reject_message, idle_timeout=idle_timeout,
-                                  ssl=ssl, handshake_timeout=handshake_timeout)
-
-    def connect_unix(
-        self, protocol_factory: ProtocolFactory, path: str, *, timeout: float | None = 10.0,
-        on_error: Callable[[BaseException], Any] | None = None,
-        ssl: ssl.SSLContext | None = None, server_hostname: str | None = None,
-        handshake_timeout: float | None = 10.0,
-    ) -> Connector:
-        """Connect to a Unix stream socket; failures reach ``on_error`` as with ``connect_tcp``.
-        TLS as there, except that ``server_hostname`` has no default."""
-        from reactor.connector import Connector
-
-        protocol_factory = self._checked(protocol_factory)
-        return Connector.start_unix(self, protocol_factory, path, timeout=timeout,
-                                    on_error=on_error, ssl=ssl, server_hostname=server_hostname,
-                                    handshake_timeout=handshake_timeout)
-
-    # -- UDP -------------------------------------------------------------------------------
-
-    def listen_udp(
-        self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
-        *, reuse_port: bool = False,
-    ) -> DatagramTransport:
-        """Bind a UDP socket on ``host:port``; each datagram reaches ``datagram_received``.
-
-        There is no connection: the transport's ``sendto(data, addr)`` names the destination
-        of every datagram. Raises ``OSError`` at once if the address cannot be bound.
-        """
-        from reactor.datagram import DatagramTransport
-
-        protocol_factory = self._checked(protocol_factory)
-        return DatagramTransport.listen(self, protocol_factory, host, port, reuse_port=reuse_port)
-
-    def connect_udp(
-        self, protocol_factory: ProtocolFactory, host: str, port: int,
-    ) -> DatagramTransport:
-        """A UDP socket with a default destination (``connect()`` sends nothing: UDP has no
-        handshake). Replies from other addresses are filtered by the kernel, and an ICMP
-        "port unreachable" comes back as ``error_received(ConnectionRefusedError)``."""
-        from reactor.datagram import DatagramTransport
-
-        protocol_factory = self._checked(protocol_factory)
-        return DatagramTransport.connect(self, protocol_factory, host, port)
-
-    # -- signals -----------------------------------------------------------------------------
-
-    def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Run ``callback(*args)`` as an ordinary loop callback when ``signum`` arrives.
-
-        The Python-level handler only queues the callback; ``set_wakeup_fd`` makes the C-level
-        handler wake ``select()`` at once. Main thread only (a rule of the ``signal`` module).
-        """
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("signal handlers can only be installed from the main thread")
-        if self._previous_wakeup_fd is None:
-            self._previous_wakeup_fd = signal.set_wakeup_fd(
-                self._waker.write_fileno(), warn_on_full_buffer=False)
-
-        def on_signal(received: int, frame: object) -> None:
-            self.call_soon_threadsafe(callback, *args)
-
-        previous = signal.signal(signum, on_signal)
-        self._signal_handlers.setdefault(signum, previous)
-
-    def remove_signal_handler(self, signum: int) -> bool:
-        previous = self._signal_handlers.pop(signum, None)
-        if previous is None:
-            return False
-        signal.signal(signum, previous)
-        if not self._signal_handlers and self._previous_wakeup_fd is not None:
-            signal.set_wakeup_fd(self._previous_wakeup_fd)
-            self._previous_wakeup_fd = None
-        return True
-
-    def stop_on_signals(self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
-        """Make each of ``signals`` stop the loop cleanly (``run()`` returns)."""
-        for signum in signals:
-            self.add_signal_handler(signum, self.stop)
-
-    # -- running -----------------------------------------------------------------------------
+    # -- the pass ------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Run passes until ``stop()``. Returns normally; KeyboardInterrupt/SystemExit propagate."""
@@ -313,7 +125,8 @@ class Reactor:
         """One pass of the loop, waiting at most ``timeout`` seconds (``None``: until an event).
 
         1. compute how long ``select()`` may sleep: 0 if callbacks are waiting (or we are
-           stopping), until the earliest timer, else ``timeout``;
+           stopping), until the earliest timer, else ``timeout`` (the poller caps any wait at
+           one day: no backend can express a timer months away);
         2. poll, and dispatch each ready fd as it comes: read before write;
         3. take the timers that are now due;
         4. run the callbacks that were ready when this pass began, then the due timers.
@@ -362,7 +175,123 @@ class Reactor:
     def is_running(self) -> bool:
         return self._running
 
-    # -- looking inside ----------------------------------------------------------------------
+    def _run_callback(self, handle: Handle) -> None:
+        """The one guard: run a scheduled callback; an exception is logged and the loop goes
+        on (``reactor.errors.report_callback_error``)."""
+        try:
+            handle.callback(*handle.args)
+        except Exception as exc:
+            report_callback_error(exc, f"callback {handle!r}")
+
+    def _io_callback_failed(self, exc: BaseException, fd: int) -> None:
+        report_callback_error(exc, f"I/O callback for fd {fd}")
+
+    # -- the ready queue -------------------------------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the next pass, after I/O, in the order scheduled."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """``call_soon`` from another thread: ``deque.append`` is atomic, then wake ``select()``."""
+        handle = self.call_soon(callback, *args)
+        self._waker.wake()
+        return handle
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def time(self) -> float:
+        """Seconds on the loop's monotonic clock: the base of every ``when``."""
+        return self._clock()
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Run ``callback(*args)`` once, ``delay`` seconds from now."""
+        return self._timers.schedule(self.time() + delay, callback, args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Run ``callback(*args)`` once, at ``when`` on the loop's clock (see ``time()``)."""
+        return self._timers.schedule(when, callback, args)
+
+    def call_every(
+        self, interval: float, callback: Callable[..., Any], *args: Any,
+        first_delay: float | None = None,
+    ) -> Timer:
+        """Run ``callback(*args)`` every ``interval`` seconds until the handle is cancelled."""
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        first = interval if first_delay is None else first_delay
+        return self._timers.schedule(self.time() + first, callback, args, interval=interval)
+
+    # -- wakeups: another thread, stop(), a signal -------------------------------------------------
+
+    def _on_wakeup(self) -> None:
+        """The waker's fd is readable: another thread, ``stop()`` or a signal woke us."""
+        received = self._waker.drain()
+        if self.tracer is not None:
+            introspect.trace_wakeup(self, self.tracer, received)
+
+    def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` as an ordinary loop callback when ``signum`` arrives.
+
+        The Python-level handler only queues the callback; ``set_wakeup_fd`` makes the C-level
+        handler wake ``select()`` at once. Main thread only (a rule of the ``signal`` module).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("signal handlers can only be installed from the main thread")
+        if self._previous_wakeup_fd is None:
+            self._previous_wakeup_fd = signal.set_wakeup_fd(
+                self._waker.write_fileno(), warn_on_full_buffer=False)
+
+        def on_signal(received: int, frame: object) -> None:
+            self.call_soon_threadsafe(callback, *args)
+
+        previous = signal.signal(signum, on_signal)
+        self._signal_handlers.setdefault(signum, previous)
+
+    def remove_signal_handler(self, signum: int) -> bool:
+        previous = self._signal_handlers.pop(signum, None)
+        if previous is None:
+            return False
+        signal.signal(signum, previous)
+        if not self._signal_handlers and self._previous_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            self._previous_wakeup_fd = None
+        return True
+
+    def stop_on_signals(self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Make each of ``signals`` stop the loop cleanly (``run()`` returns)."""
+        for signum in signals:
+            self.add_signal_handler(signum, self.stop)
+
+    # -- any file descriptor -----------------------------------------------------------------------
+
+    @property
+    def poller(self) -> Poller:
+        """Where the modules that own sockets register their fds' callbacks."""
+        return self._poller
+
+    def add_reader(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is readable (level-triggered)."""
+        self._poller.set_reader(fd, functools.partial(callback, *args) if args else callback)
+
+    def remove_reader(self, fd: int) -> bool:
+        return self._poller.remove_reader(fd)
+
+    def add_writer(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is writable. Remove it when you have nothing
+        to write: a level-triggered selector reports a writable socket on every pass."""
+        self._poller.set_writer(fd, functools.partial(callback, *args) if args else callback)
+
+    def remove_writer(self, fd: int) -> bool:
+        return self._poller.remove_writer(fd)
+
+    # -- looking inside ----------------------------------------------------------------------------
+
+    @property
+    def trace_label(self) -> str:
+        return "reactor"
 
     def set_tracer(self, tracer: Tracer | None) -> None:
         """Install (or remove, with ``None``) the observer of every reactor event, including
@@ -381,11 +310,7 @@ class Reactor:
         tracer would have seen them: why it woke, each syscall, each callback."""
         return introspect.step(self, timeout)
 
-    def _on_wakeup(self) -> None:
-        """The waker's fd is readable: another thread, ``stop()`` or a signal woke us."""
-        received = self._waker.drain()
-        if self.tracer is not None:
-            introspect.trace_wakeup(self, self.tracer, received)
+    # -- closing -----------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Release the selector, the waker and any signal handlers. The loop must not be running."""
@@ -400,6 +325,90 @@ class Reactor:
         self._poller.close()
         self._waker.close()
 
+    def close_in_child(self) -> None:
+        """In a child process after ``fork()``: let go of this reactor, which the child copied
+        from its parent, without touching the parent's (the selector and waker are shared open
+        files; closing our descriptors leaves the parent's intact)."""
+        self._running = False
+        self.close()
+
+    # -- conveniences: thin forwards to the modules that own sockets -------------------------------
+
+    def listen_tcp(
+        self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
+        *, backlog: int = 128, reuse_port: bool = False, **options: Any,
+    ) -> Listener:
+        """Listen on ``host:port`` (``port=0``: any free port; read ``listener.address``).
+
+        ``options``: ``max_connections``, ``reject_message``, ``idle_timeout``, ``ssl`` (serve
+        TLS only) and ``handshake_timeout``, as ``reactor.listener.ListenerOptions`` declares.
+        Raises ``OSError`` at once if the address cannot be bound (port in use, not ours).
+        """
+        return Listener.open_tcp(self, self._checked(protocol_factory), host, port,
+                                 backlog=backlog, reuse_port=reuse_port,
+                                 options=ListenerOptions(**options))
+
+    def listen_unix(
+        self, protocol_factory: ProtocolFactory, path: str, *, backlog: int = 128,
+        **options: Any,
+    ) -> Listener:
+        """Listen on a Unix stream socket at ``path``: the same connections, protocols and
+        ``options`` as TCP, for clients on this machine. A stale socket file is replaced; a live
+        server's is not (``OSError`` EADDRINUSE). ``listener.close()`` removes the file."""
+        return Listener.open_unix(self, self._checked(protocol_factory), path, backlog=backlog,
+                                  options=ListenerOptions(**options))
+
+    def connect_tcp(
+        self, protocol_factory: ProtocolFactory, host: str, port: int, **options: Any,
+    ) -> Connector:
+        """Connect without blocking; ``on_error(exc)`` hears of refusal, timeout and the rest.
+
+        On success the protocol gets ``connection_made``; on failure it is never created.
+        ``options`` (``reactor.connector.Connector``): ``timeout`` (default 10 s),
+        ``on_error``, ``ssl`` (a client context, e.g. ``ssl.create_default_context()``: the
+        protocol is then made after the TLS handshake, and a failed one reaches ``on_error``),
+        ``server_hostname`` (default ``host``: sent as SNI and checked against the certificate
+        when the context's ``check_hostname`` is on, as it is by default), ``handshake_timeout``.
+        """
+        return Connector.start_tcp(self, self._checked(protocol_factory), host, port, **options)
+
+    def connect_unix(
+        self, protocol_factory: ProtocolFactory, path: str, **options: Any,
+    ) -> Connector:
+        """Connect to a Unix stream socket; the ``options`` and failures of ``connect_tcp``,
+        except that ``server_hostname`` has no default."""
+        return Connector.start_unix(self, self._checked(protocol_factory), path, **options)
+
+    def start_tls(
+        self, connection: Connection, context: ssl.SSLContext, *, server_side: bool,
+        server_hostname: str | None = None,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS,
+    ) -> None:
+        """Upgrade an open connection to TLS in band (STARTTLS): ``reactor.tls.start_tls``;
+        ``connection.start_tls(...)`` comes here."""
+        start_tls(connection, context, server_side=server_side, server_hostname=server_hostname,
+                  handshake_timeout=handshake_timeout)
+
+    def listen_udp(
+        self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
+        *, reuse_port: bool = False,
+    ) -> DatagramTransport:
+        """Bind a UDP socket on ``host:port``; each datagram reaches ``datagram_received``.
+
+        There is no connection: the transport's ``sendto(data, addr)`` names the destination
+        of every datagram. Raises ``OSError`` at once if the address cannot be bound.
+        """
+        return DatagramTransport.listen(self, self._checked(protocol_factory), host, port,
+                                        reuse_port=reuse_port)
+
+    def connect_udp(
+        self, protocol_factory: ProtocolFactory, host: str, port: int,
+    ) -> DatagramTransport:
+        """A UDP socket with a default destination (``connect()`` sends nothing: UDP has no
+        handshake). Replies from other addresses are filtered by the kernel, and an ICMP
+        "port unreachable" comes back as ``error_received(ConnectionRefusedError)``."""
+        return DatagramTransport.connect(self, self._checked(protocol_factory), host, port)
+
     def _checked(self, protocol_factory: ProtocolFactory) -> ProtocolFactory:
         """In debug mode, wrap each new protocol in a contract checker (``reactor.checker``)."""
         if not self.debug:
@@ -409,38 +418,3 @@ class Reactor:
     def _contract_broken(self, message: str) -> None:
         self.contract_violations.append(message)
         log.error("protocol contract broken: %s", message)
-
-    def close_in_child(self) -> None:
-        """In a child process after ``fork()``: let go of this reactor, which the child copied
-        from its parent, without touching the parent's (the selector and waker are shared open
-        files; closing our descriptors leaves the parent's intact)."""
-        self._running = False
-        self.close()
-
-    # -- the one guard -----------------------------------------------------------------------
-
-    def _run_callback(self, handle: Handle) -> None:
-        """Run a scheduled callback; an exception is logged and the loop goes on."""
-        try:
-            handle.callback(*handle.args)
-        except Exception as exc:
-            report_callback_error(exc, f"callback {handle!r}")
-
-    def _io_callback_failed(self, exc: BaseException, fd: int) -> None:
-        report_callback_error(exc, f"I/O callback for fd {fd}")
-
-    # -- for the modules that own sockets ----------------------------------------------------
-
-    @property
-    def poller(self) -> Poller:
-        return self._poller
-
-
-def report_callback_error(exc: BaseException, where: str) -> None:
-    """The policy for an exception that escaped user code: log it with its traceback.
-
-    KeyboardInterrupt and SystemExit are not ``Exception`` and so are never caught here:
-    they end ``run()`` as the user asked.
-    """
-    log.error("unhandled exception in %s", where, exc_info=exc)
-

@@ -1,4 +1,5 @@
-"""Protocol: the base class every protocol subclasses, and the callback-order contract.
+"""Protocol and DatagramProtocol: the base classes every protocol subclasses, and their
+callback-order contracts.
 
 Owns nothing. A protocol is the object the reactor calls when something happens on one
 connection; the connection (the transport) is the object the protocol calls to act. Keeping the two
@@ -25,11 +26,18 @@ Read next: ``reactor/connection.py``, which makes these calls.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from reactor.errors import describe
+
 if TYPE_CHECKING:
+    from reactor.address import SocketAddress
     from reactor.buffer import ByteBuffer
     from reactor.connection import Connection
+    from reactor.datagram import DatagramTransport
+
+datagram_log = logging.getLogger("reactor.datagram")
 
 
 class Protocol:
@@ -40,7 +48,11 @@ class Protocol:
     ``pause_writing``).
     """
 
-    transport: Connection | None = None
+    #: The connection, kept by ``connection_made`` and dropped by ``connection_lost`` (the
+    #: defaults do both), so it is ``None`` before and after them. Typed without ``None``: every
+    #: callback in between may use it unchecked. Code that may run at other times (a timer,
+    #: another connection's callback) tests ``self.transport is not None`` first.
+    transport: Connection = None  # type: ignore[assignment]  # see above
 
     def connection_made(self, transport: Connection) -> None:
         """The connection is open. Keep ``transport`` to write to it (the default does)."""
@@ -65,7 +77,7 @@ class Protocol:
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """The connection is closed; ``exc`` says why (``None`` for a clean close)."""
-        self.transport = None
+        self.transport = None  # type: ignore[assignment]  # see ``transport``
 
     def idle_timed_out(self, idle_seconds: float) -> None:
         """Nothing was read or written for ``idle_seconds`` (servers started with an idle
@@ -92,3 +104,46 @@ class Protocol:
         """The send queue drained below its low-water mark. Default: read again."""
         if self.transport is not None:
             self.transport.resume_reading()
+
+
+class DatagramProtocol:
+    """Base class for datagram protocols: override the events you care about.
+
+    Callback order, for one transport::
+
+        connection_made(transport)           exactly once, before any other callback
+            datagram_received(data, addr)    once per datagram, whole, in the order read
+            error_received(exc)              a datagram was not delivered or an ICMP error came
+            pause_writing() / resume_writing()   strictly alternating, while open
+        connection_lost(exc)                 exactly once, on a later pass than its cause
+
+    Nothing is delivered after ``transport.close()`` or ``transport.abort()`` except the final
+    ``connection_lost`` (``exc`` is ``None`` unless the socket failed). There is no
+    ``eof_received``: UDP has no end of stream.
+    """
+
+    transport: DatagramTransport | None = None
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        """The socket is bound (and connected, for ``connect_udp``). The default keeps it."""
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: SocketAddress) -> None:
+        """One datagram arrived from ``addr``; reply with ``transport.sendto(reply, addr)``."""
+
+    def error_received(self, exc: OSError) -> None:
+        """A datagram could not be sent, or an ICMP error came back (on a connected transport,
+        ``ConnectionRefusedError``: nothing listens at the peer's port). The transport stays
+        open. The default logs it at INFO level."""
+        datagram_log.info("%s: %s", type(self).__name__, describe(exc))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The transport is closed; ``exc`` is ``None`` unless the socket failed."""
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        """The send queue crossed its high-water mark. UDP cannot slow the peers that make us
+        send, so the default does nothing; the queue's bound drops what does not fit."""
+
+    def resume_writing(self) -> None:
+        """The send queue drained to its low-water mark. The default does nothing."""

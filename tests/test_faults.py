@@ -1353,14 +1353,14 @@ class Attempt:
                                             (errno.ETIMEDOUT, TimeoutError),
                                             (errno.EHOSTUNREACH, OSError)])
 def test_so_error_after_the_handshake_is_reported_once_on_a_later_pass(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, code: int, kind: type[OSError]
+    harness: Harness, code: int, kind: type[OSError]
 ) -> None:
     sock = harness.connecting_socket(getsockopt=[Step.returns(code)])
     fd = sock.fileno()
     sockets = SocketModule(sock)
-    monkeypatch.setattr(connector_module, "socket", sockets)
     attempt = Attempt()
-    connector = harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9, timeout=5.0,
+    connector = harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                            socket_factory=sockets.socket, timeout=5.0,
                                             on_error=attempt.errors.append)
     assert sockets.requests == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)]
     assert attempt.errors == [] and harness.mask(fd) == EVENT_WRITE
@@ -1377,14 +1377,15 @@ def test_so_error_after_the_handshake_is_reported_once_on_a_later_pass(
 
 
 def test_a_connect_failing_at_once_closes_its_socket_and_reports_on_a_later_pass(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness
 ) -> None:
     sock, peer = scripted_socketpair(socket.AF_INET,
                                      connect_ex=[Step.returns(errno.ENETUNREACH)])
     harness.later(peer.close)
-    monkeypatch.setattr(connector_module, "socket", SocketModule(sock))
+    sockets = SocketModule(sock)
     attempt = Attempt()
-    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9, on_error=attempt.errors.append)
+    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                socket_factory=sockets.socket, on_error=attempt.errors.append)
     assert attempt.errors == [] and sock.fileno() == -1
     assert [call.name for call in sock.calls] == ["setblocking", "connect_ex", "close"]
     harness.run_until(lambda: attempt.errors)
@@ -1394,12 +1395,13 @@ def test_a_connect_failing_at_once_closes_its_socket_and_reports_on_a_later_pass
 
 
 def test_a_successful_handshake_makes_a_connection_with_tcp_nodelay(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness
 ) -> None:
     sock = harness.connecting_socket(getsockopt=[Step.returns(0)])
-    monkeypatch.setattr(connector_module, "socket", SocketModule(sock))
+    sockets = SocketModule(sock)
     attempt = Attempt()
     connector = harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                            socket_factory=sockets.socket,
                                             on_error=attempt.errors.append)
     harness.run_until(lambda: attempt.made)
     conn = connector.connection
@@ -1411,13 +1413,14 @@ def test_a_successful_handshake_makes_a_connection_with_tcp_nodelay(
 
 
 def test_a_reset_between_the_handshake_and_getpeername_reaches_on_error(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness
 ) -> None:
     sock = harness.connecting_socket(getsockopt=[Step.returns(0)],
                                      getpeername=[Step.raises(errno.ENOTCONN)])
-    monkeypatch.setattr(connector_module, "socket", SocketModule(sock))
+    sockets = SocketModule(sock)
     attempt = Attempt()
-    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9, on_error=attempt.errors.append)
+    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                socket_factory=sockets.socket, on_error=attempt.errors.append)
     harness.run_until(lambda: attempt.errors)
     harness.passes()
     [exc] = attempt.errors
@@ -1426,13 +1429,14 @@ def test_a_reset_between_the_handshake_and_getpeername_reaches_on_error(
 
 
 def test_tcp_nodelay_failing_after_the_handshake_is_reported_not_lost(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
+    harness: Harness, logs: pytest.LogCaptureFixture
 ) -> None:
     sock = harness.connecting_socket(getsockopt=[Step.returns(0)],
                                      setsockopt=[Step.raises(errno.EINVAL)])
-    monkeypatch.setattr(connector_module, "socket", SocketModule(sock))
+    sockets = SocketModule(sock)
     attempt = Attempt()
-    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9, on_error=attempt.errors.append)
+    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                socket_factory=sockets.socket, on_error=attempt.errors.append)
     harness.passes(5)
     for protocol in attempt.made:  # once fixed, a connection may own the socket: abort it first
         assert protocol.conn is not None
@@ -1442,12 +1446,12 @@ def test_tcp_nodelay_failing_after_the_handshake_is_reported_not_lost(
 
 
 def test_socket_creation_failing_is_reported_to_on_error_on_a_later_pass(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness
 ) -> None:
-    monkeypatch.setattr(connector_module, "socket",
-                        SocketModule(OSError(errno.EMFILE, os.strerror(errno.EMFILE))))
+    sockets = SocketModule(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
     attempt = Attempt()
-    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9, on_error=attempt.errors.append)
+    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                socket_factory=sockets.socket, on_error=attempt.errors.append)
     assert attempt.errors == []
     harness.run_until(lambda: attempt.errors)
     harness.passes()
@@ -1500,16 +1504,17 @@ def test_a_name_the_idna_codec_rejects_reports_unicode_error_on_a_later_pass(
 
 
 def test_a_connect_that_never_completes_times_out_once_and_closes_its_socket(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness
 ) -> None:
     sock, peer = scripted_socketpair(connect_ex=[Step.returns(errno.EINPROGRESS)])
     harness.later(peer.close)
     fill_socket(sock)  # never writable: the handshake "never ends"
     sock.calls.clear()
     fd = sock.fileno()
-    monkeypatch.setattr(connector_module, "socket", SocketModule(sock))
+    sockets = SocketModule(sock)
     attempt = Attempt()
-    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9, timeout=3.0,
+    harness.reactor.connect_tcp(attempt.factory, "127.0.0.1", 9,
+                                socket_factory=sockets.socket, timeout=3.0,
                                 on_error=attempt.errors.append)
     harness.passes()
     assert attempt.errors == [] and harness.mask(fd) == EVENT_WRITE
