@@ -21,17 +21,34 @@ into an abort of the connection, hiding it behind the very error handling under 
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+#: How many of the latest callbacks a breach report quotes (and the checker remembers).
+RECENT_CALLS = 16
+
+
 class CheckedProtocol:
-    """Forwards to ``protocol`` after checking that each callback is allowed now."""
+    """Forwards to ``protocol`` after checking that each callback is allowed now.
+
+    Its memory is bounded whatever the connection's length: a count per callback name (the
+    checks need nothing else) and the last ``RECENT_CALLS`` names, for the reports.
+    ``__wrapped__`` names the protocol it wraps, as ``functools.wraps`` does for functions: the
+    transports unwrap it through that name without importing this module.
+    """
 
     def __init__(self, protocol: Any,
                  on_violation: Callable[[str], object] | None = None) -> None:
-        self.protocol = protocol
+        self.protocol = self.__wrapped__ = protocol
         self.violations: list[str] = []
-        self.calls: list[str] = []
+        #: How many times each callback has come.
+        self.counts: Counter[str] = Counter()
+        #: The latest callbacks, oldest first.
+        self.recent: deque[str] = deque(maxlen=RECENT_CALLS)
+        #: The first callback received, which must be connection_made.
+        self.first: str | None = None
+        self._last_flow_call = "resume_writing"  # as if resumed: pause must come first
         self._on_violation = on_violation
         self._transport: Any = None
 
@@ -40,27 +57,30 @@ class CheckedProtocol:
         return getattr(self.protocol, name)
 
     def _check(self, hook: str) -> None:
-        calls = self.calls
+        counts = self.counts
         problem = None
-        if hook == "connection_made" and calls:
+        if hook == "connection_made" and self.first is not None:
             problem = "connection_made after other callbacks"
-        elif hook != "connection_made" and not calls:
+        elif hook != "connection_made" and self.first is None:
             problem = f"{hook} before connection_made"
-        elif "connection_lost" in calls:
+        elif counts["connection_lost"]:
             problem = f"{hook} after connection_lost"
-        elif hook == "eof_received" and "eof_received" in calls:
+        elif hook == "eof_received" and counts["eof_received"]:
             problem = "eof_received twice"
         if problem is None and hook in ("pause_writing", "resume_writing"):
-            last = next((call for call in reversed(calls)
-                         if call in ("pause_writing", "resume_writing")), "resume_writing")
-            if last == hook:
+            if self._last_flow_call == hook:
                 problem = f"{hook} twice in a row"
         elif hook in ("data_received", "resume_writing", "pause_writing") \
                 and self._transport is not None and self._transport.is_closing():
             problem = f"{hook} after close() or abort()"
-        calls.append(hook)
+        if hook in ("pause_writing", "resume_writing"):
+            self._last_flow_call = hook
+        if self.first is None:
+            self.first = hook
+        counts[hook] += 1
+        self.recent.append(hook)
         if problem is not None:
-            self._report(f"{type(self.protocol).__name__}: {problem} (calls: {calls})")
+            self._report(f"{type(self.protocol).__name__}: {problem} (calls: {list(self.recent)})")
 
     def _report(self, message: str) -> None:
         self.violations.append(message)

@@ -27,7 +27,6 @@ import functools
 import logging
 import selectors
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -238,16 +237,20 @@ class Reactor:
         The Python-level handler only queues the callback; ``set_wakeup_fd`` makes the C-level
         handler wake ``select()`` at once. Main thread only (a rule of the ``signal`` module).
         """
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("signal handlers can only be installed from the main thread")
-        if self._previous_wakeup_fd is None:
-            self._previous_wakeup_fd = signal.set_wakeup_fd(
-                self._waker.write_fileno(), warn_on_full_buffer=False)
 
         def on_signal(received: int, frame: object) -> None:
             self.call_soon_threadsafe(callback, *args)
 
-        previous = signal.signal(signum, on_signal)
+        try:
+            if self._previous_wakeup_fd is None:
+                self._previous_wakeup_fd = signal.set_wakeup_fd(
+                    self._waker.write_fileno(), warn_on_full_buffer=False)
+            previous = signal.signal(signum, on_signal)
+        except ValueError as exc:  # both refuse, with ValueError, in any other thread
+            if "main thread" in str(exc):
+                raise RuntimeError("signal handlers can only be installed from the main "
+                                   "thread") from exc
+            raise
         self._signal_handlers.setdefault(signum, previous)
 
     def remove_signal_handler(self, signum: int) -> bool:

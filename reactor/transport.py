@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reactor.checker import CheckedProtocol
-
 if TYPE_CHECKING:
     from reactor.loop import Reactor
     from reactor.poller import Poller
@@ -74,9 +72,10 @@ class BaseTransport:
 
     @property
     def protocol(self) -> Any:
-        """The protocol this transport calls (the user's, even in debug mode)."""
+        """The protocol this transport calls: the user's, even in debug mode, where the one
+        called is a checker that names what it wraps ``__wrapped__`` (``reactor/checker.py``)."""
         protocol = self._protocol
-        return protocol.protocol if type(protocol) is CheckedProtocol else protocol
+        return getattr(protocol, "__wrapped__", protocol)
 
     def fileno(self) -> int:
         return self._fd
