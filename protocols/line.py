@@ -2,7 +2,7 @@
 
 Owns two small pieces of framing state: how far the buffered partial line has already been
 searched, and whether framing was given up after an overlong line. Does not own the buffer (the
-connection does, see DESIGN.md, "The receive contract") and knows nothing of what a line means:
+connection does, see docs/design.md, "The receive contract") and knows nothing of what a line means:
 subclasses implement ``line_received``.
 
 Two costs are bounded on purpose:

@@ -5,8 +5,9 @@ framing: protocols decide where a message ends (see ``protocols/line.py``).
 
 Why chunks instead of one ``bytearray``: ``recv()`` hands us a fresh ``bytes`` object anyway.
 Appending it to a ``bytearray`` copies it once, and taking it out again copies it a second time;
-at 100 KiB messages that doubles the CPU per round trip (measured, DESIGN.md). So the buffer keeps
-the objects as they arrived and copies only when an operation spans chunk boundaries::
+at 100 KiB messages that doubles the CPU per round trip (measured: docs/design.md, "Performance
+notes"). So the buffer keeps the objects as they arrived and copies only when an operation spans
+chunk boundaries::
 
     head                                                            tail
     +------------------+----------------------------+-------------+
@@ -15,15 +16,21 @@ the objects as they arrived and copies only when an operation spans chunk bounda
     +------------------+----------------------------+-------------+
     ^ take()/consume() remove from here
 
-Invariant: ``len(self) == sum(len(chunk) for chunk in chunks)`` and no chunk is empty.
+Invariant: ``_length == sum(len(chunk) for chunk in _chunks)``, no chunk is empty, and an empty
+buffer holds the shared ``NO_CHUNKS`` tuple. One place outside this class fills ``_chunks`` and
+``_length`` directly and keeps the invariant by hand: ``Connection._on_readable``, where a
+``recv()`` into an empty receive buffer becomes its one chunk, saving an ``append()`` call on
+every read, the hottest line of the reactor. ``reactor/connection.py`` also *reads* ``_length``
+on its per-event paths, for the same reason (a Python-level ``__len__`` is a function call).
 
 ``take()`` of exactly one whole ``bytes`` chunk returns that very object (no copy). A partial
 ``consume()`` of the head chunk replaces it with a ``memoryview`` of the rest, again without
 copying; the send path hands those views straight to ``sendmsg()``.
 
 Why a list and not a ``deque``: an empty deque is 760 bytes, and every connection has two
-buffers, almost always empty (DESIGN's budget is 1 KB per idle connection). An empty buffer
-holds no container at all, only a shared empty tuple; the first append makes a list. Taking the
+buffers, almost always empty: two deques alone would be as much as a whole idle connection costs
+today (1,533 B measured with 10,000 open, docs/design.md). An empty buffer holds no container at
+all, only a shared empty tuple; the first append makes a list. Taking the
 head chunk off a list moves the other pointers (``del chunks[0]``), which costs nothing at the
 handful of chunks a buffer holds; merging (below) keeps that number small.
 

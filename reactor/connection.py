@@ -135,7 +135,8 @@ class Connection(BaseTransport):
         self._poller = reactor.poller
         self._sock = sock
         self._fd = sock.fileno()
-        # Bound methods cached once: looked up on every event otherwise (DESIGN.md, perf note 2).
+        # Bound methods cached once: looked up on every event otherwise (docs/design.md,
+        # performance note 2).
         self._recv: Callable[[int], bytes] = sock.recv
         self._send: Callable[[Any], int] = sock.send
         self._sendmsg: Callable[[list[Any]], int] = sock.sendmsg
@@ -145,9 +146,9 @@ class Connection(BaseTransport):
         self.recv_buffer = ByteBuffer()
         self.send_buffer = ByteBuffer()
         self._state = ConnectionState.CONNECTING
+        self._init_flow_control()
         # Plain mirrors of the state, for the checks made on every event (the enum is for
         # transitions, logs and repr).
-        self._init_flow_control()
         self._write_closed = False
         self._reading = False
         self._reading_paused = False
@@ -230,8 +231,8 @@ class Connection(BaseTransport):
             "bytes_received": self.bytes_received, "bytes_sent": self.bytes_sent,
             "reads": self.reads, "writes": self.writes, "partial_sends": self.partial_sends,
             "would_blocks": self.would_blocks, "watermark_pauses": self.pauses,
-            "paused_seconds": round(self.paused_time(), 6), "peak_recv_buffer": self.peak_recv_buffer,
-            "peak_send_buffer": self.peak_send_buffer,
+            "paused_seconds": round(self.paused_time(), 6),
+            "peak_recv_buffer": self.peak_recv_buffer, "peak_send_buffer": self.peak_send_buffer,
             "history": [(round(when, 6), state.name) for when, state in self.history],
         }
 
@@ -266,8 +267,9 @@ class Connection(BaseTransport):
         try:
             data = self._recv(MAX_READ_BYTES)
         except OSError as exc:
-            # Inline try/except instead of a helper around recv(): one less call per read
-            # on the hottest path (DESIGN.md, perf note 2); the policy stays in classify().
+            # Inline try/except instead of a helper around recv(): one less call per read on
+            # the hottest path (docs/design.md, performance note 2); the policy stays in
+            # classify().
             self._io_failed(exc, "recv")
             return
         if not data:
@@ -296,7 +298,7 @@ class Connection(BaseTransport):
         if self._tracer is not None:
             self._trace("data_received returned")  # the buffer sizes show what it took
         # ``buffer._length``, not ``len(buffer)`` or ``if buffer``: a Python-level __len__ or
-        # __bool__ is a function call on every read (DESIGN.md, perf note 2).
+        # __bool__ is a function call on every read (docs/design.md, performance note 2).
         if buffer._length:
             self._input_left_over(buffer._length)
 

@@ -138,7 +138,8 @@ class DatagramTransport(BaseTransport):
         self._poller = reactor.poller
         self._sock = sock
         self._fd = sock.fileno()
-        # Bound methods cached once: looked up on every event otherwise (DESIGN.md, perf note 2).
+        # Bound methods cached once: looked up on every event otherwise (docs/design.md,
+        # performance note 2).
         self._recvfrom = sock.recvfrom
         self._send = sock.send
         self._sendto = sock.sendto
@@ -297,8 +298,8 @@ class DatagramTransport(BaseTransport):
             try:
                 data, addr = self._recvfrom(MAX_READ_BYTES)
             except OSError as exc:
-                # Inline try/except as in connection.py (DESIGN.md, perf note 2); the policy
-                # stays in classify() and _io_failed().
+                # Inline try/except as in connection.py (docs/design.md, performance note 2);
+                # the policy stays in classify() and _io_failed().
                 if classify(exc) is not ErrorKind.WOULD_BLOCK:
                     self._io_failed(exc, "recvfrom")
                 return

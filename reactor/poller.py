@@ -61,8 +61,11 @@ SELECTOR_CLASSES: dict[str, type[selectors.BaseSelector]] = {
 SELECTOR_CLASSES["default"] = selectors.DefaultSelector
 
 
-def selector_class(choice: str | type[selectors.BaseSelector] | None) -> type[selectors.BaseSelector]:
-    """Turn a name (``"select"``, ``"poll"``, ``"epoll"``, ``"default"``) or a class into a class."""
+def selector_class(
+    choice: str | type[selectors.BaseSelector] | None,
+) -> type[selectors.BaseSelector]:
+    """A ``selectors`` class from a name (``"select"``, ``"poll"``, ``"epoll"``,
+    ``"default"``), a class, or ``None`` (the default)."""
     if choice is None:
         return selectors.DefaultSelector
     if isinstance(choice, str):
@@ -230,9 +233,10 @@ class EpollPoller(Poller):
     ``selectors.EpollSelector.select()`` looks up a key object and builds a tuple for every
     ready fd before we see it; here ``epoll.poll()``'s ``(fd, events)`` pairs index our own
     table. Measured with callgrind on the echo server, 1 KiB round trips over 10 connections:
-    13.9k instead of 14.6k instructions per round trip (-5 %). The mapping of epoll bits is selectors.EpollSelector's: anything but a bare
-    EPOLLOUT counts as readable (EPOLLIN, and EPOLLERR/EPOLLHUP, so the read path meets the
-    error or the EOF), anything but a bare EPOLLIN as writable.
+    13.9k instead of 14.6k instructions per round trip (-5 %). The mapping of epoll bits is
+    ``selectors.EpollSelector``'s: anything but a bare EPOLLOUT counts as readable (EPOLLIN,
+    and EPOLLERR/EPOLLHUP, so the read path meets the error or the EOF), anything but a bare
+    EPOLLIN as writable.
     """
 
     __slots__ = ()

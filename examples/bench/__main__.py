@@ -34,7 +34,8 @@ QUICK_SERVERS = ("echo", "asyncio-echo", "uvloop-echo")
 ECHO_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo")
 KIB = 1024
 #: glibc: a large recv() can page-fault dozens of times per 100 KiB message depending on heap
-#: history (shared/bench/README.md); padding the heap's top takes that out of the comparison.
+#: history (docs/design.md, "Performance notes"); padding the heap's top takes that out of the
+#: comparison.
 MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
 
 COMMANDS = ("throughput", "memory", "passes", "slow-reader")

@@ -4,10 +4,11 @@ Owns no state but one measurement window at a time (``CpuWindow``).
 
 Why **user CPU per round trip** is the number to compare, not requests/s: on loopback the
 kernel's TCP work (accounted as system time and softirq, partly on the client's core) is most of
-every round trip, so requests/s between two fast servers is compressed and noisy (the README in
-shared/bench measured a C epoll server at only 1.1-1.4x asyncio). The server's *user* time is
-what its own code spends: the reactor, the protocol, the interpreter. Divided by the round trips
-it served, it is stable to about +-10 % between runs and is the clean measure of a reactor's cost.
+every round trip, so requests/s between two fast servers is compressed and noisy (a C epoll
+server measured only 1.1-1.4x asyncio: docs/design.md, "Performance notes"). The server's
+*user* time is what its own code spends: the reactor, the protocol, the interpreter. Divided by
+the round trips it served, it is stable to about +-10 % between runs and is the clean measure
+of a reactor's cost.
 
 How the window is taken: ``utime`` (field 14 of ``/proc/PID/stat``, in clock ticks of
 ``SC_CLK_TCK``, usually 10 ms) is read when the load generator's warm-up is over and again when

@@ -1,7 +1,7 @@
 """A real client's view: redis-benchmark (Debian ``redis-tools``) against our servers.
 
 Owns one check per server. Not a ranking: redis-benchmark saturates its own core before a fast
-server, so its requests/s cannot tell servers apart (shared/bench/README.md). What it shows is
+server, so its requests/s cannot tell servers apart (docs/design.md). What it shows is
 compatibility under pipelining: 50 connections with 16 requests in flight each, from a client
 we did not write. An echo server passes because the echoed request parses as a reply
 (``ECHO <payload>``: RESP array in, the same array out). Line servers get inline ``PING``; ours

@@ -1,7 +1,7 @@
 """Slow readers against echo servers: throughput, the server's peak memory, pause_writing count.
 
 Owns one measurement per server. On loopback no ``send()`` is partial at the matrix's sizes, so
-the send queue, the watermarks and back-pressure are never on the throughput path (DESIGN.md,
+the send queue, the watermarks and back-pressure are never on the throughput path (docs/design.md,
 "Performance notes"); this benchmark puts them there. ``slowload`` clients send 1 MiB bursts and
 read at a throttled rate, so every server must either stop reading them (back-pressure: memory
 stays flat, ``pause_writing`` fires) or buffer what they send.
