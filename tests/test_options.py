@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
 from pathlib import Path
 
@@ -50,3 +51,25 @@ def test_the_connector_makes_its_socket_with_the_factory_it_is_given(reactor: Re
     run_until(reactor, lambda: errors)
     assert made == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)]
     assert isinstance(errors[0], OSError) and errors[0].errno == 24
+
+
+@pytest.mark.parametrize(("limit", "words"), [(1, "1 connection already"),
+                                              (2, "2 connections already")])
+def test_the_rejection_log_line_counts_in_words_that_agree(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture, limit: int, words: str
+) -> None:
+    listener = reactor.listen_tcp(Protocol, "127.0.0.1", 0, max_connections=limit)
+    clients = [socket.create_connection(listener.address) for _ in range(limit + 1)]
+    try:
+        with caplog.at_level(logging.INFO, logger="reactor.listener"):
+            run_until(reactor, lambda: "rejecting" in caplog.text)
+        [line] = [record.getMessage() for record in caplog.records
+                  if "rejecting" in record.getMessage()]
+        assert words in line
+    finally:
+        for client in clients:
+            client.close()
+        for connection in [*listener.connections, *listener.rejected]:
+            connection.abort()
+        listener.close()
+        reactor.run_once(0)
