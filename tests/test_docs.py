@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import select
 import signal
@@ -88,6 +89,26 @@ def test_the_tutorial_server_runs_as_users_start_it() -> None:
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_the_tutorial_imports_only_what_pip_install_installs() -> None:
+    """An author copies the tutorial into a project of their own, with this package installed:
+    ``examples/`` is not installed (it is the repository's directory of programs), so nothing
+    the tutorial's code imports may come from it."""
+    installed = set(sys.stdlib_module_names) | {"reactor", "protocols", "pytest", "__future__"}
+    for path in sorted((REPO_ROOT / "docs" / "tutorial").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                # its own modules are the author's: docs.tutorial.X stands for their package
+                assert top in installed or module.startswith("docs.tutorial"), (
+                    f"{path.name}:{node.lineno} imports {module}, which is not installed")
 
 
 # -- (b) the tutorial shows its files verbatim ------------------------------------------------
