@@ -12,9 +12,9 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 
 import sys
 
-from examples.args import parse_server_args, server_parser
+from examples.args import parse_server_args, positive_count, server_parser
 from examples.serving import run_server, with_line_limit
-from protocols.chat import MAX_LINE_BYTES, ChatRoom
+from protocols.chat import MAX_LINE_BYTES, MAX_NAME_CHARS, MAX_PENDING_BYTES, ChatRoom
 from reactor import Reactor
 
 #: A member who sends and receives nothing for this long is disconnected (--idle-timeout).
@@ -28,8 +28,15 @@ def main(argv: list[str] | None = None) -> int:
                            idle_timeout=IDLE_TIMEOUT_SECONDS,
                            over_limit='told "error: the room is full" and closed',
                            max_line_bytes=MAX_LINE_BYTES)
+    parser.add_argument("--max-pending-bytes", type=positive_count, default=MAX_PENDING_BYTES,
+                        metavar="N",
+                        help="most output queued for one member who does not read; past it "
+                             "the member is disconnected and the room told (default: "
+                             "%(default)s)")
+    parser.epilog += (f" A member whose unread output would pass --max-pending-bytes is "
+                      f"disconnected. Names are 1 to {MAX_NAME_CHARS} characters.")
     args = parse_server_args(parser, argv)
-    room = ChatRoom()
+    room = ChatRoom(max_pending_bytes=args.max_pending_bytes)
 
     def show_reactor_figures(reactor: Reactor) -> None:
         room.server_stats = lambda: {

@@ -271,7 +271,7 @@ def test_sanitize_keeps_printable_text_unchanged() -> None:
 def test_overlong_line_gets_error_and_closes_that_client(room: ChatRoom) -> None:
     alice, bob = join(room, 1001, 1002)
     alice.say(b"x" * (MAX_LINE_BYTES + 1) + b"\n")
-    assert alice.received() == [f"error: line too long (max {MAX_LINE_BYTES} bytes)"]
+    assert alice.received() == [f"error: line too long (max {MAX_LINE_BYTES} bytes); closing the connection"]
     assert alice.transport.closed
     assert bob.received() == ["* 127.0.0.1:1001 left"]
     bob.say("still there?")

@@ -100,7 +100,18 @@ def test_trace_json_to_a_bad_path_is_one_line_and_status_2(program: str, args: l
 
 
 @pytest.mark.parametrize("program, limit", [("chat_server", "4096"),
+                                            ("chat_server", "would pass --max-pending-bytes is "
+                                                            "disconnected"),
+                                            ("chat_server", "(default: 1048576)"),
+                                            ("chat_server", "Names are 1 to 32 characters"),
                                             ("uppercase_server", "65536"),
                                             ("echo_server", "1 MiB (1048576 bytes)")])
 def test_help_states_the_limits_that_close_a_connection(program: str, limit: str) -> None:
     assert limit in " ".join(run(program, "--help").stdout.split())
+
+
+def test_chat_refuses_a_pending_limit_that_is_not_a_positive_count() -> None:
+    result = run("chat_server", "--max-pending-bytes", "0")
+    assert result.returncode == 2
+    assert last_line(result.stderr).endswith(
+        "argument --max-pending-bytes: must be at least 1, not 0"), result.stderr

@@ -171,7 +171,7 @@ EXPECTED_EVENTS = {
     "eagain": [r"send\s+bytes=0 of=\d+ error=EAGAIN", r"pause_writing", r"resume_writing"],
     "reset": [r"recv failed\s+error=ECONNRESET", r"abort — the peer is already gone",
               r"OPEN -> CLOSED", r"connection_lost\s+exc=ECONNRESET"],
-    "overlong": [r"error: line too long", r"send\s+bytes=39\s",
+    "overlong": [r"error: line too long", r"send\s+bytes=63\s",
                  r"shutdown — SHUT_WR: our FIN is on its way; waiting for theirs",
                  r"next timer: Connection\._teardown", r"Connection\._discard_input",
                  r"CLOSING -> CLOSED"],
