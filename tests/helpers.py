@@ -22,21 +22,17 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from reactor import ByteBuffer, Connection, DatagramProtocol, Protocol, Reactor
+from reactor.connection import LINGER_RESET
 from reactor.datagram import DatagramTransport
 from reactor.poller import SELECTOR_CLASSES
 
 #: Every selector class this platform offers, by name ("default" is one of the others).
 SELECTOR_NAMES = sorted(name for name in SELECTOR_CLASSES if name != "default")
-
-#: ``SO_LINGER`` on with a zero timeout: ``close()`` then sends RST instead of FIN and drops
-#: whatever was still queued, the way a crashed or impatient peer ends a connection.
-LINGER_RESET = struct.pack("ii", 1, 0)
 
 #: What a socket call says once the other end has reset the connection: ECONNRESET (the RST
 #: itself), EPIPE (writing after it), ENOTCONN (``shutdown`` of a connection the RST tore down).
@@ -349,7 +345,8 @@ class Peer:
         self.pump_until(lambda: self.eof or self.error is not None)
 
     def reset(self) -> None:
-        """Close with RST instead of FIN (``LINGER_RESET``)."""
+        """Close with RST instead of FIN (``SO_LINGER`` on with a zero timeout), dropping what
+        was still queued: how a crashed or impatient peer ends a connection."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         self.sock.close()
 
