@@ -7,11 +7,9 @@ listener that keeps its protocols and clients for the test to look at and to cle
 One thread plays both ends of every connection here, so nothing in this module blocks on a
 socket: a client does its non-blocking I/O between the reactor's passes (``pump_until``).
 
-The other end going away is an outcome a test looks at, never a crash of the helper. Once the
-kernel has seen an RST on a TCP socket, ``recv``/``send`` say ECONNRESET (once), then ``send``
-says EPIPE and ``shutdown`` says ENOTCONN: the connection no longer exists. Which of them a
-helper meets depends only on when the RST arrived, so ``Peer`` keeps whichever it met first in
-``error`` (``is_peer_gone`` says which errnos those are) and stops its I/O.
+The other end resetting the connection is an outcome a test looks at, never a crash of the
+helper: ``Peer`` keeps it in ``error`` from whichever call met it (``tests/resets.py`` says why
+that can be any of them).
 
 Read next: ``tests/conftest.py`` (the ``reactor`` and ``serve`` fixtures) and
 ``tests/processes.py`` (the same ideas for example programs run as subprocesses).
@@ -19,7 +17,6 @@ Read next: ``tests/conftest.py`` (the ``reactor`` and ``serve`` fixtures) and
 
 from __future__ import annotations
 
-import errno
 import selectors
 import socket
 import time
@@ -27,22 +24,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from reactor import ByteBuffer, Connection, DatagramProtocol, Protocol, Reactor
-from reactor.connection import LINGER_RESET
 from reactor.datagram import DatagramTransport
 from reactor.poller import SELECTOR_CLASSES
+from tests.resets import PEER_RESET_ERRORS, close_with_reset, shutdown_write
 
 #: Every selector class this platform offers, by name ("default" is one of the others).
 SELECTOR_NAMES = sorted(name for name in SELECTOR_CLASSES if name != "default")
-
-#: What a socket call says once the other end has reset the connection: ECONNRESET (the RST
-#: itself), EPIPE (writing after it), ENOTCONN (``shutdown`` of a connection the RST tore down).
-PEER_GONE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN})
-
-
-def is_peer_gone(exc: OSError) -> bool:
-    """Whether ``exc`` only says the other end reset or closed the connection."""
-    return exc.errno in PEER_GONE_ERRNOS
-
 
 def run_until(reactor: Reactor, condition: Callable[[], object], timeout: float = 5.0) -> None:
     """Run loop passes until ``condition()`` is true; fail the test after ``timeout`` seconds."""
@@ -270,9 +257,10 @@ class Peer:
     for ``shutdown(SHUT_WR)`` (our FIN) once the queue is empty. ``pump`` sends what it can of
     the queue, shuts down if asked and everything went, then reads all the kernel holds into
     ``received`` unless ``reading`` is false (a peer that does not read fills the server's send
-    queue). ``eof`` is set when ``recv`` returns ``b""``, the server's FIN. ``error`` is the first
-    sign that the server reset the connection (see ``is_peer_gone``), from whichever call met it;
-    from then on the peer does no more I/O and drops what it had queued.
+    queue). ``eof`` is set when ``recv`` returns ``b""``, the server's FIN. ``error`` is the server's
+    reset, met by whichever of ``send``, ``shutdown`` or ``recv`` came first after it; from then
+    on the peer does no more I/O (a later ``recv`` would return ``b""`` as if at a clean EOF) and
+    drops what it had queued.
     """
 
     def __init__(self, reactor: Reactor, sock: socket.socket) -> None:
@@ -286,16 +274,15 @@ class Peer:
         self.eof = False
         self.error: OSError | None = None
 
-    def _gone(self, exc: OSError) -> None:
-        if not is_peer_gone(exc):
-            raise exc
+    def _reset(self, exc: OSError) -> None:
         self.error = exc
         self.outgoing.clear()
         self.shutdown_when_sent = False
 
     def send(self, data: bytes) -> None:
-        self.outgoing += data
-        self._flush()
+        if self.error is None:  # after a reset there is nobody to send to
+            self.outgoing += data
+            self._flush()
 
     def finish(self) -> None:
         """``shutdown(SHUT_WR)`` once everything queued has been sent."""
@@ -308,11 +295,11 @@ class Peer:
                 del self.outgoing[:self.sock.send(self.outgoing)]
             if self.shutdown_when_sent and not self.outgoing and self.error is None:
                 self.shutdown_when_sent = False
-                self.sock.shutdown(socket.SHUT_WR)
+                shutdown_write(self.sock)
         except BlockingIOError:
             pass
-        except OSError as exc:
-            self._gone(exc)
+        except PEER_RESET_ERRORS as exc:
+            self._reset(exc)
 
     def pump(self) -> None:
         self._flush()
@@ -321,8 +308,8 @@ class Peer:
                 data = self.sock.recv(1 << 20)
             except BlockingIOError:
                 return
-            except OSError as exc:
-                self._gone(exc)
+            except PEER_RESET_ERRORS as exc:
+                self._reset(exc)
                 return
             if not data:
                 self.eof = True
@@ -345,10 +332,8 @@ class Peer:
         self.pump_until(lambda: self.eof or self.error is not None)
 
     def reset(self) -> None:
-        """Close with RST instead of FIN (``SO_LINGER`` on with a zero timeout), dropping what
-        was still queued: how a crashed or impatient peer ends a connection."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-        self.sock.close()
+        """Close with RST instead of FIN."""
+        close_with_reset(self.sock)
 
 
 def pump_until(reactor: Reactor, peers: Iterable[Peer], condition: Callable[[], object],

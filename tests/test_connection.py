@@ -22,7 +22,6 @@ from reactor.connection import ALLOWED_TRANSITIONS, Connection, ConnectionState
 from reactor.transport import HIGH_WATER_BYTES, LOW_WATER_BYTES
 from reactor.poller import EVENT_READ, EVENT_WRITE
 from tests.helpers import (
-    LINGER_RESET,
     Peer,
     Recorder,
     Server,
@@ -30,6 +29,7 @@ from tests.helpers import (
     recorder_of,
     run_until,
 )
+from tests.resets import close_with_reset
 
 S = ConnectionState
 #: More than the kernel's send plus receive buffers on loopback, so some of it must queue.
@@ -593,8 +593,7 @@ def test_peer_reset_while_data_is_queued_reports_the_error_once(
     protocol = recorder_of(conn)
     conn.write(BULK)
     assert conn.get_write_buffer_size() > 0
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-    client.close()
+    close_with_reset(client)
     run_until(reactor, lambda: protocol.lost, timeout=2.0)
     for _ in range(3):
         reactor.run_once(0)
