@@ -573,13 +573,15 @@ class Connection(BaseTransport):
             self._linger_timer.cancel()
             self._linger_timer = None
         self._poller.remove(self._fd)  # before close(): see poller.py
+        # Queued before close(): the peer may act the moment it sees our FIN or RST (its owner
+        # signals this process, say), and whatever that queues must come after connection_lost.
+        self._reactor.call_soon(self._call_connection_lost, exc)
         self._sock.close()
         self._reactor.transports.discard(self)
         if self._tracer is not None:
             self._trace("close", meaning="socket closed; connection_lost follows on the next pass")
         self.recv_buffer.clear()
         self.send_buffer.clear()
-        self._reactor.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         # The reactor's tracer, not our cached one: we left reactor.transports at teardown, so

@@ -10,6 +10,8 @@ from __future__ import annotations
 import array
 import errno
 import logging
+import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -649,6 +651,46 @@ def test_callback_order_is_made_data_eof_lost_exactly_once(
     assert set(events[1:-2]) == {"data"}
     assert events.count("lost") == 1
     assert protocol.received == b"onetwothree"
+
+
+class SignalledWhenClosed(socket.socket):
+    """A socket whose ``close()`` is followed at once by a SIGUSR1 to this process: as when the
+    peer, the moment it sees our FIN, has someone signal us (a test sending SIGTERM to a server
+    whose last client just left). Python runs the handler at its next bytecode, so inside the
+    reactor's teardown, right after the ``close()``."""
+
+    signalled = False
+
+    def close(self) -> None:
+        super().close()
+        if not self.signalled:
+            self.signalled = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_what_the_close_of_a_socket_causes_is_handled_after_its_connection_lost(
+    reactor: Reactor,
+) -> None:
+    order: list[str] = []
+
+    class Noted(Recorder):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            super().connection_lost(exc)
+            order.append("connection_lost")
+
+    previous = signal.getsignal(signal.SIGUSR1)
+    reactor.add_signal_handler(signal.SIGUSR1, order.append, "signal")
+    ours, theirs = socket.socketpair()
+    try:
+        conn = Connection(reactor, SignalledWhenClosed(fileno=ours.detach()), Noted(), "pair")
+        conn._start()
+        conn.abort()  # the socket closes now; connection_lost is due on the next pass
+        run_until(reactor, lambda: len(order) == 2)
+        assert order == ["connection_lost", "signal"]
+    finally:
+        reactor.remove_signal_handler(signal.SIGUSR1)
+        theirs.close()
+    assert signal.getsignal(signal.SIGUSR1) is previous
 
 
 @pytest.mark.parametrize("how", ["close", "abort"])
