@@ -403,13 +403,11 @@ class Server:
         self.reactor.run_once(0)
 
 
-def start_server(reactor: Reactor, servers: list[Server], *,
-                 blocking_clients: bool = True) -> Callable[..., Server]:
-    """A ``serve(factory, blocking_clients=...)`` function that records every server it starts
-    in ``servers``; ``blocking_clients`` here is its default."""
-    default = blocking_clients
+def start_server(reactor: Reactor, servers: list[Server]) -> Callable[..., Server]:
+    """A ``serve(factory, blocking_clients=True)`` function that records every server it starts
+    in ``servers``."""
 
-    def start(factory: Callable[[], Any], *, blocking_clients: bool = default) -> Server:
+    def start(factory: Callable[[], Any], *, blocking_clients: bool = True) -> Server:
         server = Server(reactor, factory, blocking_clients)
         servers.append(server)
         return server
