@@ -4,7 +4,6 @@ mode, so every protocol the test creates has its callback order checked (reactor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
