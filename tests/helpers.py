@@ -56,7 +56,7 @@ def fill_socket(sock: socket.socket) -> int:
 def drain_socket(sock: socket.socket, timeout: float = 5.0) -> bytes:
     """Read from ``sock`` until EOF (or the deadline, which fails the test)."""
     sock.settimeout(timeout)
-    parts = []
+    parts: list[bytes] = []
     while True:
         data = sock.recv(65536)
         if not data:

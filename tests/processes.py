@@ -456,11 +456,6 @@ class Launcher:
         return subprocess.run(command(program, *args), cwd=REPO_ROOT, input=input,
                               capture_output=True, timeout=timeout, check=False)
 
-    def socket(self, *args: Any) -> socket.socket:
-        sock = socket.socket(*args)
-        self._sockets.append(sock)
-        return sock
-
     def upstream_socket(self) -> socket.socket:
         """A listening loopback socket, for a test that plays a proxy's upstream server itself
         (so it can half-close and reset exactly when it wants)."""
@@ -468,6 +463,11 @@ class Launcher:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         sock.settimeout(TIMEOUT)
+        return sock
+
+    def socket(self, *args: Any) -> socket.socket:
+        sock = socket.socket(*args)
+        self._sockets.append(sock)
         return sock
 
     def close(self) -> None:

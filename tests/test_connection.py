@@ -99,8 +99,8 @@ def test_echo_round_trip_returns_every_byte(reactor: Reactor, serve: Callable[..
     pump_until(reactor, [peer], lambda: len(peer.received) >= len(message))
     assert same(peer.received, message)
     assert same(protocol.received, message)
-    assert protocol.conn.get_write_buffer_size() == 0
-    assert protocol.conn.state is S.OPEN
+    assert conn.get_write_buffer_size() == 0
+    assert conn.state is S.OPEN
 
 
 def test_small_write_goes_straight_to_the_socket_without_queueing(
@@ -284,10 +284,10 @@ def test_unconsumed_input_stays_in_the_buffer_for_the_next_call(
     protocol = recorder_of(conn)
     peer.send(b"one\ntw")
     pump_until(reactor, [peer], lambda: lines == [b"one"])
-    assert len(protocol.conn.recv_buffer) == 2
+    assert len(conn.recv_buffer) == 2
     peer.send(b"o\n")
     pump_until(reactor, [peer], lambda: lines == [b"one", b"two"])
-    assert len(protocol.conn.recv_buffer) == 0
+    assert len(conn.recv_buffer) == 0
 
 
 @pytest.mark.parametrize("bad", ["text", ByteBuffer(b"the receive buffer")])
@@ -405,7 +405,7 @@ def test_peer_half_close_gets_every_echoed_byte_then_eof(
     assert protocol.events[0] == "made"
     assert protocol.events[-2:] == ["eof", "lost"]
     assert protocol.lost_with == [None]
-    assert protocol.conn.state is S.CLOSED
+    assert conn.state is S.CLOSED
 
 
 def test_eof_received_returning_true_keeps_the_connection_half_closed(
@@ -439,9 +439,9 @@ def test_write_eof_after_the_peer_eof_closes(
     peer, conn = server.peer()
     protocol = recorder_of(conn)
     peer.finish()
-    pump_until(reactor, [peer], lambda: protocol.conn.state is S.HALF_CLOSED)
-    protocol.conn.write_eof()
-    assert protocol.conn.state is S.CLOSED
+    pump_until(reactor, [peer], lambda: conn.state is S.HALF_CLOSED)
+    conn.write_eof()
+    assert conn.state is S.CLOSED
     pump_until(reactor, [peer], lambda: peer.eof and protocol.lost)
 
 
@@ -530,8 +530,8 @@ def test_lingering_close_delivers_the_reply_then_eof_not_a_reset(
     except BlockingIOError:
         pass
     assert sent > connection_module.MAX_READ_BYTES
-    run_until(reactor, lambda: protocol.conn.is_closing())
-    assert protocol.conn.state is S.CLOSING  # lingering: discarding input, waiting for FIN
+    run_until(reactor, lambda: conn.is_closing())
+    assert conn.state is S.CLOSING  # lingering: discarding input, waiting for FIN
     received, error = recv_until_error_or_eof(client)
     assert error is None
     assert received == len(b"goodbye\n")
@@ -548,8 +548,8 @@ def test_lingering_close_gives_up_after_the_linger_timeout(
     server = serve(Recorder)
     client, conn = server.connect()
     protocol = recorder_of(conn)
-    protocol.conn.close()
-    assert protocol.conn.state is S.CLOSING
+    conn.close()
+    assert conn.state is S.CLOSING
     run_until(reactor, lambda: protocol.lost, timeout=2.0)
     assert protocol.lost_with == [None]
     client.settimeout(2)
@@ -701,9 +701,9 @@ def test_connection_lost_comes_on_a_later_pass_not_inside_close(
     peer, conn = server.peer()
     protocol = recorder_of(conn)
     peer.finish()
-    pump_until(reactor, [peer], lambda: protocol.conn.state is S.HALF_CLOSED)
-    getattr(protocol.conn, how)()
-    assert protocol.conn.state is S.CLOSED  # torn down at once...
+    pump_until(reactor, [peer], lambda: conn.state is S.HALF_CLOSED)
+    getattr(conn, how)()
+    assert conn.state is S.CLOSED  # torn down at once...
     assert "lost" not in protocol.events  # ...but told on the next pass
     reactor.run_once(0)
     assert protocol.events[-1] == "lost"
@@ -720,7 +720,7 @@ def test_nothing_is_delivered_after_close(reactor: Reactor, serve: Callable[...,
     peer, conn = server.peer()
     protocol = recorder_of(conn)
     peer.send(b"first")
-    pump_until(reactor, [peer], lambda: protocol.conn.is_closing())
+    pump_until(reactor, [peer], lambda: conn.is_closing())
     peer.send(b"second, ignored")
     peer.finish()
     pump_until(reactor, [peer], lambda: peer.eof and protocol.lost)
@@ -757,7 +757,7 @@ def test_exception_in_data_received_aborts_only_that_connection(
     assert isinstance(bad.error, ConnectionResetError)
     good.send(b"still served")
     pump_until(reactor, [good], lambda: good.received == b"still served")
-    assert good_protocol.conn.state is S.OPEN
+    assert good_conn.state is S.OPEN
 
 
 def test_exception_in_connection_made_aborts_only_that_connection(
@@ -785,7 +785,7 @@ def test_exception_in_connection_made_aborts_only_that_connection(
     good_protocol = recorder_of(good_conn)
     good.send(b"hello")
     pump_until(reactor, [good], lambda: good.received == b"hello")
-    assert good_protocol.conn.state is S.OPEN
+    assert good_conn.state is S.OPEN
 
 
 def test_exception_in_connection_lost_is_logged(
@@ -800,10 +800,10 @@ def test_exception_in_connection_lost_is_logged(
     client, conn = server.connect()
     protocol = recorder_of(conn)
     with caplog.at_level(logging.ERROR, logger="reactor"):
-        protocol.conn.abort()
+        conn.abort()
         run_until(reactor, lambda: protocol.lost)
     assert any("connection_lost" in r.getMessage() for r in caplog.records)
-    assert protocol.conn not in server.listener.connections
+    assert conn not in server.listener.connections
 
 
 def test_unconsumed_input_beyond_the_read_limit_closes_with_a_warning(
@@ -820,8 +820,8 @@ def test_unconsumed_input_beyond_the_read_limit_closes_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="reactor.connection"):
         peer.send(b"x" * 5000)
         pump_until(reactor, [peer], lambda: peer.eof)
-    assert protocol.conn.state is S.CLOSING
-    assert len(protocol.conn.recv_buffer) == 0
+    assert conn.state is S.CLOSING
+    assert len(conn.recv_buffer) == 0
     [record] = [r for r in caplog.records if "not consumed" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert "limit 1000" in record.getMessage()
@@ -853,7 +853,7 @@ def test_close_from_resume_writing_arms_a_single_linger_timer(
     server = serve(CloseWhenDrained)
     peer, conn = server.peer()
     protocol = recorder_of(conn)
-    protocol.conn.write(BULK)
+    conn.write(BULK)
     pump_until(reactor, [peer], lambda: peer.eof)
     assert same(peer.received, BULK)
     peer.sock.close()
