@@ -21,7 +21,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from reactor import ByteBuffer, Connection, DatagramProtocol, Protocol, Reactor
 from reactor.datagram import DatagramTransport
@@ -75,7 +75,32 @@ class ProtocolBug(Exception):
     """Raised on purpose by a recorder's callback named in its ``fail_in``."""
 
 
-class Recorder(Protocol):
+class Recording:
+    """What both recorders share: every callback in ``events``, in order, by a short name;
+    every ``connection_lost`` argument in ``lost_with`` (one, when the contract holds); and
+    ``fail_in``, the callbacks that raise ``ProtocolBug`` once they have recorded, to test the
+    reactor's exception policy."""
+
+    def __init__(self, fail_in: Iterable[str]) -> None:
+        self.fail_in = frozenset(fail_in)
+        self.events: list[str] = []
+        self.lost_with: list[BaseException | None] = []
+
+    def _event(self, name: str) -> None:
+        self.events.append(name)
+        if name in self.fail_in:
+            raise ProtocolBug(f"{name} failed on purpose")
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self.lost_with.append(exc)
+        self._event("lost")
+
+    @property
+    def lost(self) -> bool:
+        return "lost" in self.events
+
+
+class Recorder(Recording, Protocol):
     """A stream protocol that records every callback in ``events``, in order, by a short name
     (``made``, ``data``, ``pause``, ``resume``, ``idle``, ``eof``, ``lost``), and otherwise does
     only what the test asks, so that what a test sees is what the reactor did.
@@ -86,11 +111,9 @@ class Recorder(Protocol):
     stay in the connection's receive buffer, to reach its limit. ``echo`` writes them back.
     ``back_pressure`` also does ``Protocol``'s default on ``pause_writing``/``resume_writing``
     (stop, then restart, reading this peer); off, writing tests keep reading. ``idle_timed_out``
-    only records: the base class would close. Each callback named in ``fail_in`` raises
-    ``ProtocolBug`` once it has recorded, to test the reactor's exception policy.
+    only records: the base class would close.
 
     ``conn`` is the connection, kept after ``connection_lost`` (which clears ``transport``);
-    ``lost_with`` has the argument of every ``connection_lost`` (one, when the contract holds);
     ``sizes_at_pause`` and ``sizes_at_resume`` the send queue's size at each of those calls.
     """
 
@@ -100,22 +123,11 @@ class Recorder(Protocol):
         self.consume = consume
         self.echo = echo
         self.back_pressure = back_pressure
-        self.fail_in = frozenset(fail_in)
-        self.events: list[str] = []
+        super().__init__(fail_in)
         self.received = bytearray()
         self.conn: Connection | None = None
-        self.lost_with: list[BaseException | None] = []
         self.sizes_at_pause: list[int] = []
         self.sizes_at_resume: list[int] = []
-
-    def _event(self, name: str) -> None:
-        self.events.append(name)
-        if name in self.fail_in:
-            raise ProtocolBug(f"{name} failed on purpose")
-
-    @property
-    def lost(self) -> bool:
-        return "lost" in self.events
 
     def events_but_data(self) -> list[str]:
         """``events`` without ``data``: how many ``data_received`` calls some bytes take depends
@@ -159,16 +171,7 @@ class Recorder(Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
-        self.lost_with.append(exc)
-        self._event("lost")
-
-
-def recorder_of(conn: Connection) -> Recorder:
-    """The ``Recorder`` behind ``conn`` (in debug mode ``conn.protocol`` is the user's protocol,
-    not the checker wrapped around it)."""
-    protocol = conn.protocol
-    assert isinstance(protocol, Recorder), protocol
-    return protocol
+        self._lost(exc)
 
 
 class Echo(Protocol):
@@ -194,25 +197,16 @@ class Echo(Protocol):
         self.lost_with.append(exc)
 
 
-class DatagramRecorder(DatagramProtocol):
-    """``Recorder`` for datagram transports: every callback in ``events`` by a short name
-    (``made``, ``datagram``, ``error``, ``pause``, ``resume``, ``lost``); each datagram in
-    ``datagrams`` with its sender at the same index of ``senders``; every ``error_received`` in
-    ``errors`` and every ``connection_lost`` argument in ``lost_with``. Each callback named in
-    ``fail_in`` raises ``ProtocolBug`` once it has recorded."""
+class DatagramRecorder(Recording, DatagramProtocol):
+    """``Recorder`` for datagram transports: ``events`` are ``made``, ``datagram``, ``error``,
+    ``pause``, ``resume``, ``lost``; each datagram is in ``datagrams`` with its sender at the same
+    index of ``senders``, every ``error_received`` in ``errors``."""
 
     def __init__(self, *, fail_in: Iterable[str] = ()) -> None:
-        self.fail_in = frozenset(fail_in)
-        self.events: list[str] = []
+        super().__init__(fail_in)
         self.datagrams: list[bytes] = []
         self.senders: list[Any] = []
         self.errors: list[OSError] = []
-        self.lost_with: list[BaseException | None] = []
-
-    def _event(self, name: str) -> None:
-        self.events.append(name)
-        if name in self.fail_in:
-            raise ProtocolBug(f"{name} failed on purpose")
 
     def connection_made(self, transport: DatagramTransport) -> None:
         super().connection_made(transport)
@@ -235,15 +229,26 @@ class DatagramRecorder(DatagramProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
-        self.lost_with.append(exc)
-        self._event("lost")
+        self._lost(exc)
+
+
+RecorderT = TypeVar("RecorderT", bound=Recording)
+
+
+def _recorder_of(transport: Connection | DatagramTransport, kind: type[RecorderT]) -> RecorderT:
+    """The ``kind`` behind ``transport``: in debug mode ``transport.protocol`` is the user's
+    protocol, not the checker wrapped around it."""
+    protocol = transport.protocol
+    assert isinstance(protocol, kind), protocol
+    return protocol
+
+
+def recorder_of(conn: Connection) -> Recorder:
+    return _recorder_of(conn, Recorder)
 
 
 def datagram_recorder_of(transport: DatagramTransport) -> DatagramRecorder:
-    """The ``DatagramRecorder`` behind ``transport``."""
-    protocol = transport.protocol
-    assert isinstance(protocol, DatagramRecorder), protocol
-    return protocol
+    return _recorder_of(transport, DatagramRecorder)
 
 
 # -- the client side -----------------------------------------------------------------------------
