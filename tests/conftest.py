@@ -4,7 +4,6 @@ mode, so every protocol the test creates has its callback order checked (reactor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -33,8 +32,9 @@ def launch() -> Iterator[Launcher]:
 
 
 @pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
-    """``serve(factory)`` listens on loopback with ``factory``; closed when the test ends."""
+def serve(reactor: Reactor) -> Iterator[Callable[..., Server]]:
+    """``serve(factory, blocking_clients=True)`` listens on loopback with ``factory``
+    (``tests/helpers.py``'s ``Server``); closed when the test ends."""
     servers: list[Server] = []
     yield start_server(reactor, servers)
     for server in servers:
