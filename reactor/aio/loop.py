@@ -151,6 +151,12 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         if not handle._cancelled:
             handle._run()
 
+    def stop(self) -> None:
+        super().stop()
+        # The reactor runs waiting callbacks before it polls; a stop() among them comes after
+        # the pass chose to wait for I/O (nothing else was ready), so wake that wait.
+        self._write_to_self()
+
     def _run_once(self) -> None:
         """One iteration of run_forever: one reactor pass (without waiting when stopping)."""
         self._reactor.run_once(0.0 if self._stopping else None)

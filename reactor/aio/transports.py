@@ -138,10 +138,16 @@ class SocketTransport(asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "protocol.connection_made() call failed")
             raise
-        if not self._paused_by_app and not self._closing:
-            self._connection.resume_reading()
+        # Reading starts on the next pass, with the waiter's task: the coroutine awaiting
+        # create_connection() then has its transport before the first data_received (asyncio
+        # orders it so, and protocols rely on it).
+        self._loop.call_soon(self._start_reading)
         if self._waiter is not None and not self._waiter.cancelled():
             self._waiter.set_result(None)
+
+    def _start_reading(self) -> None:
+        if not self._paused_by_app and not self._closing:
+            self._connection.resume_reading()
 
     def _deliver(self, data: bytes) -> None:
         try:
