@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import os
 import signal
 import socket
 import stat
 import time
-from asyncio import base_events, coroutines, events, sslproto
+from asyncio import base_events, coroutines, events, exceptions, sslproto
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,8 @@ from reactor.trace import Tracer
 #: asyncio stops accepting for a second rather than spin on them.
 ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 ACCEPT_RETRY_SECONDS = 1.0
+#: Bytes asked of one os.sendfile() call: big enough to fill any socket buffer in one call.
+SENDFILE_BLOCK = 2**30
 
 
 class TracedHandle:
@@ -226,14 +229,21 @@ class ReactorEventLoop(base_events.BaseEventLoop):
             else:
                 future.set_result(result)
 
-        add, remove = ((self._reactor.add_writer, self._reactor.remove_writer) if writing
-                       else (self._reactor.add_reader, self._reactor.remove_reader))
-        add(fd, ready)
+        (self._reactor.add_writer if writing else self._reactor.add_reader)(fd, ready)
         try:
             return await future
         finally:
-            if not self.is_closed():
-                remove(fd)
+            self._unwatch(fd, writing, ready)
+
+    def _unwatch(self, fd: int, writing: bool, callback: Callable[[], None]) -> None:
+        """Stop watching ``fd`` for ``callback``, unless another sock_* call has taken the fd
+        over meanwhile: a cancelled sock_recv's cleanup runs after the sock_recv that
+        replaced it registered, and must not remove that one's reader."""
+        if self.is_closed():
+            return
+        registered = self._reactor.poller.callbacks(fd)[1 if writing else 0]
+        if registered is callback:
+            (self._reactor.remove_writer if writing else self._reactor.remove_reader)(fd)
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         return await self._sock_io(sock, False, lambda: sock.recv(n))
@@ -291,13 +301,58 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         try:
             await future
         finally:
-            if not self.is_closed():
-                self._reactor.remove_writer(fd)
+            self._unwatch(fd, True, writable)
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         conn, address = await self._sock_io(sock, False, sock.accept)
         conn.setblocking(False)
         return conn, address
+
+    # -- sendfile: os.sendfile() from the page cache to the socket, no copy through Python --------
+
+    async def _sock_sendfile_native(self, sock: socket.socket, file: Any, offset: int,
+                                    count: int | None) -> int:
+        try:
+            file_fd = file.fileno()
+            size = os.fstat(file_fd).st_size
+        except (AttributeError, io.UnsupportedOperation, OSError) as exc:
+            raise exceptions.SendfileNotAvailableError("not a regular file") from exc
+        total = 0
+        try:
+            while True:
+                block = min(count - total, SENDFILE_BLOCK) if count else SENDFILE_BLOCK
+                if block <= 0 or offset + total >= size and not count:
+                    break
+                position = offset + total
+                sent = await self._sock_io(
+                    sock, True, lambda: os.sendfile(sock.fileno(), file_fd, position, block))
+                if sent == 0:
+                    break  # end of the file
+                total += sent
+        except OSError as exc:
+            if total == 0 and not isinstance(exc, ConnectionError):
+                # The kernel cannot sendfile() between these two (a pipe, a TLS socket, a
+                # filesystem without support): let sendfile() fall back to read() + send().
+                raise exceptions.SendfileNotAvailableError(f"os.sendfile failed: {exc}") from exc
+            raise
+        finally:
+            if total:
+                file.seek(offset + total)  # as a read() + send() would have left it
+        return total
+
+    async def _sendfile_native(self, transport: Any, file: Any, offset: int,
+                               count: int | None) -> int:
+        """loop.sendfile() on one of our transports: wait until what was written before has
+        gone, then os.sendfile() to the socket while the transport neither reads nor writes."""
+        resume_reading = transport.is_reading()
+        transport.pause_reading()
+        await transport._make_empty_waiter()
+        try:
+            return await self.sock_sendfile(transport._sock, file, offset, count, fallback=False)
+        finally:
+            transport._reset_empty_waiter()
+            if resume_reading:
+                transport.resume_reading()
 
     # -- transports: ours underneath, asyncio's interface on top -------------------------------------
 

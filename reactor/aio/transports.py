@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from asyncio import trsock
+from asyncio import constants, transports, trsock
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reactor.connection import Connection
@@ -38,7 +39,17 @@ class AsyncioConnection(Connection):
     """A ``Connection`` that closes the way asyncio's transports do: no lingering wait for the
     peer's FIN once our queue is flushed, and ``abort()`` as a plain close, not RST."""
 
-    __slots__ = ()
+    __slots__ = ("on_drained",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Called once each time the send buffer empties (sendfile waits for it).
+        self.on_drained: Callable[[], None] | None = None
+
+    def _send_buffer_drained(self) -> None:
+        super()._send_buffer_drained()
+        if self.on_drained is not None and not self.send_buffer:
+            self.on_drained()
 
     def _finish_closing(self) -> None:
         # asyncio's selector transport closes the socket once its buffer is empty; the kernel
@@ -84,9 +95,11 @@ class _Bridge(Protocol):
         return self.app._eof_received()
 
     def pause_writing(self) -> None:
+        self.app._protocol_paused = True
         self.app._call_protocol("pause_writing")
 
     def resume_writing(self) -> None:
+        self.app._protocol_paused = False
         self.app._call_protocol("resume_writing")
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -94,17 +107,23 @@ class _Bridge(Protocol):
         self.app._lost(exc)
 
 
-class SocketTransport(asyncio.Transport):
-    """``asyncio.Transport`` over a reactor ``Connection`` (TCP or a Unix stream socket)."""
+class SocketTransport(transports._FlowControlMixin):
+    """``asyncio.Transport`` over a reactor ``Connection`` (TCP or a Unix stream socket).
+
+    It is a ``_FlowControlMixin`` as asyncio's own transports are, because sendfile's fallback
+    accepts only those; the watermarks themselves are the connection's.
+    """
 
     # asyncio.start_tls() and aiohttp check this: the transport can carry sslproto's layer.
     _start_tls_compatible = True
+    # loop.sendfile() tries os.sendfile() on the socket first (ReactorEventLoop._sendfile_native).
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None, extra: dict[str, Any] | None = None,
                  server: Any = None, *, reactor_close: bool = False) -> None:
-        super().__init__(extra)
-        self._loop = loop
+        super().__init__(extra, loop)
+        self._loop: ReactorEventLoop = loop
         self._sock = sock
         self._protocol = protocol
         self._waiter = waiter
@@ -115,6 +134,8 @@ class SocketTransport(asyncio.Transport):
         self._closing = False
         self._paused_by_app = False
         self._made = False
+        #: While loop.sendfile() owns the socket: done once our queue is empty.
+        self._empty_waiter: asyncio.Future[None] | None = None
         if server is not None:
             server._attach(*((self,) if ATTACH_TAKES_TRANSPORT else ()))
         kind = Connection if reactor_close else AsyncioConnection
@@ -184,6 +205,8 @@ class SocketTransport(asyncio.Transport):
 
     def _lost(self, exc: BaseException | None) -> None:
         self._closing = True
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            self._empty_waiter.set_exception(exc or ConnectionError("Connection is closed by peer"))
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc or ConnectionError("connection closed"))
         try:
@@ -193,6 +216,28 @@ class SocketTransport(asyncio.Transport):
             if self._server is not None:
                 self._server._detach(*((self,) if ATTACH_TAKES_TRANSPORT else ()))
                 self._server = None
+
+    def _make_empty_waiter(self) -> asyncio.Future[None]:
+        """A future done once everything written so far has left our send buffer: sendfile
+        then writes to the socket directly, after those bytes and not among them."""
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        waiter = self._empty_waiter = self._loop.create_future()
+        connection = self._connection
+        if not connection.get_write_buffer_size():
+            waiter.set_result(None)
+        elif isinstance(connection, AsyncioConnection):
+            connection.on_drained = self._drained
+        return waiter
+
+    def _drained(self) -> None:
+        if isinstance(self._connection, AsyncioConnection):
+            self._connection.on_drained = None
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            self._empty_waiter.set_result(None)
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         if not isinstance(exc, OSError):
@@ -216,6 +261,8 @@ class SocketTransport(asyncio.Transport):
                             f"not {type(data).__name__!r}")
         if self._connection.state.name == "WRITE_SHUT":
             raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if data and not self._closing:
             self._connection.write(data)
 
