@@ -24,7 +24,7 @@ from asyncio import constants, transports, trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reactor.connection import Connection
+from reactor.connection import Connection, ConnectionState
 from reactor.datagram import DatagramTransport
 from reactor.protocol import DatagramProtocol, Protocol
 
@@ -50,6 +50,28 @@ class AsyncioConnection(Connection):
         super()._send_buffer_drained()
         if self.on_drained is not None and not self.send_buffer:
             self.on_drained()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._state is ConnectionState.CLOSING and not self._closed:
+            # asyncio's transports take writes after close() for as long as the queue is being
+            # flushed (sslproto's close_notify comes that way), and send them before closing.
+            self._write_closed = False
+            try:
+                super().write(data)
+            finally:
+                self._write_closed = True
+            return
+        super().write(data)
+
+    def _resume_protocol_writing(self) -> None:
+        super()._resume_protocol_writing()
+        if self._state is ConnectionState.CLOSING and not self._closed:
+            # The reactor tells a closing protocol nothing more; asyncio's keep hearing
+            # resume_writing until the socket closes (so sslproto can flush its close_notify).
+            try:
+                self._protocol.resume_writing()
+            except Exception as exc:
+                self._protocol_failed(exc, "resume_writing")
 
     def _finish_closing(self) -> None:
         # asyncio's selector transport closes the socket once its buffer is empty; the kernel
@@ -213,6 +235,9 @@ class SocketTransport(transports._FlowControlMixin):
             if self._made:
                 self._protocol.connection_lost(exc)
         finally:
+            # As asyncio's transports do: drop the protocol so that the cycle protocol <->
+            # transport does not keep both (and an SSL context, say) alive until a gc pass.
+            self._protocol = None
             if self._server is not None:
                 self._server._detach(*((self,) if ATTACH_TAKES_TRANSPORT else ()))
                 self._server = None
@@ -263,7 +288,7 @@ class SocketTransport(transports._FlowControlMixin):
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._empty_waiter is not None:
             raise RuntimeError("unable to write; sendfile is in progress")
-        if data and not self._closing:
+        if data:
             self._connection.write(data)
 
     def write_eof(self) -> None:
