@@ -17,8 +17,8 @@ shutdown, ``start_tls`` and ``sendfile``'s fallback), and replace the half that 
   ``DatagramTransport`` objects (``reactor/aio/transports.py``); signals go through the
   reactor's wakeup fd.
 
-Subprocesses and pipes (``subprocess_exec``, ``connect_read_pipe``) raise
-``NotImplementedError``.
+Pipes (``connect_read_pipe``, ``connect_write_pipe``) are ``reactor/aio/pipes.py``;
+subprocesses (``subprocess_exec``, ``subprocess_shell``) raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from asyncio import base_events, coroutines, events, exceptions, sslproto
 from collections.abc import Callable
 from typing import Any
 
+from reactor.aio.pipes import ReadPipeTransport, WritePipeTransport
 from reactor.aio.transports import DatagramSocketTransport, SocketTransport
 from reactor.loop import Reactor
 from reactor.timers import Timer
@@ -385,11 +386,13 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         raise NotImplementedError("reactor.aio does not run subprocesses; use asyncio's own "
                                   "loop for programs that need them")
 
-    def _make_read_pipe_transport(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("reactor.aio has no pipe transports (connect_read_pipe)")
+    def _make_read_pipe_transport(self, pipe: Any, protocol: Any, waiter: Any = None,
+                                  extra: Any = None) -> ReadPipeTransport:
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
-    def _make_write_pipe_transport(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("reactor.aio has no pipe transports (connect_write_pipe)")
+    def _make_write_pipe_transport(self, pipe: Any, protocol: Any, waiter: Any = None,
+                                   extra: Any = None) -> WritePipeTransport:
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     # -- servers: accept on the reactor's poller ----------------------------------------------------
 
