@@ -38,6 +38,7 @@ and made again.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -219,7 +220,7 @@ class RedisClient:
             last = number == len(steps)
             self._send(protocol, encode_command(step),
                        (lambda reply: self._logged_in()) if last else None,
-                       lambda exc, word=str(step[0]): self._login_failed(word, exc))
+                       functools.partial(self._login_failed, str(step[0])))
 
     def _login_failed(self, command: str, exc: Exception) -> None:
         if self._protocol is not None and not isinstance(exc, ConnectionError):
