@@ -285,9 +285,9 @@ class RedisBus(RoomBus):
     def _down(self, exc: BaseException) -> None:
         if not self._outage_logged:
             self._outage_logged = True
-            log.warning("chat room %r: redis at %s %s: %s; serving this server's members "
-                        "only, reconnecting with backoff", self.room_name, self.commands.url,
-                        "lost" if self._ever_linked else "unreachable", exc)
+            link = self.commands if not self.commands.is_ready() else self.subscriber
+            log.warning("chat room %r: %s; serving this server's members only, reconnecting "
+                        "with backoff", self.room_name, link.last_error or exc)
         if not self.commands.is_ready():
             self._synced = False
         self._update_link()

@@ -69,17 +69,17 @@ class BlockingRedis:
             self._parser.feed(self._buffer, self._replies.append)
         return self._replies.pop(0)
 
-    def raw(self, data: bytes, reply_bytes: int) -> bytes:
-        """Send ``data`` and return exactly ``reply_bytes`` of what comes back: replies as the
-        server encodes them, to feed the parser under test."""
+    def raw(self, data: bytes, ends_with: bytes) -> bytes:
+        """Send ``data`` and return the bytes that come back, up to and including
+        ``ends_with`` (the encoded reply of a last command sent as a marker): replies exactly as
+        the server encodes them, to feed the parser under test."""
         self.sock.sendall(data)
         received = b""
-        while len(received) < reply_bytes:
+        while not received.endswith(ends_with):
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("redis closed the control connection")
             received += chunk
-        assert len(received) == reply_bytes, received[reply_bytes:reply_bytes + 80]
         return received
 
     def close(self) -> None:
