@@ -162,15 +162,29 @@ class ChatRoom:
     def join(self, member: ChatProtocol) -> None:
         """Add a connected member under its peer's ``HOST:PORT``, tell the others, welcome it.
 
-        A suffix keeps the name unique should two transports report the same peer name.
+        A suffix keeps the name unique should two transports report the same peer name (or,
+        with a bus, two servers see the same address: ``127.0.0.1:5555#2``). The member is
+        welcome once the bus has claimed its name; its lines wait until then.
         """
         assert member.transport is not None
         name = self._free_name(member.transport.peer_name)
-        member.name = name
-        self._members[name] = member
-        self.broadcast(f"* {name} joined", exclude=member)
-        self.send(member, f"* welcome, you are {name}; /help lists commands")
-        self.bus.joined(name)
+        self._claiming.add(name)
+        member.wait_for_room()
+
+        def claimed(final: str) -> None:
+            self._claiming.discard(name)
+            if member.transport is None or member.transport.is_closing():
+                self.bus.left(final, "")  # gone before its welcome: it never joined
+                return
+            if final in self._members or final in self._claiming:
+                final = self._free_name(final)  # taken here meanwhile: next SYNC settles it
+            member.name = final
+            self._members[final] = member
+            self.broadcast(f"* {final} joined", exclude=member)
+            self.send(member, f"* welcome, you are {final}; /help lists commands")
+            member.room_answered()
+
+        self.bus.join(name, claimed)
 
     def _free_name(self, base: str) -> str:
         name = base
@@ -281,22 +295,25 @@ class ChatRoom:
 
     def name_lost(self, name: str) -> None:
         """Another server holds ``name`` now (taken while this one was cut off): its member here
-        goes back to its address, which the bus then claims like a newcomer's."""
+        goes back to its address as a name, claimed like a newcomer's."""
         member = self._members.get(name)
         if member is None or member.transport is None:
             return
-        new = self._free_name(member.transport.peer_name)
-        self._apply_rename(member, new, f"* the name {name} was taken elsewhere in the room "
-                                        f"while this server was cut off; you are now known "
-                                        f"as {new}")
-        self.bus.joined(new)
+        base = self._free_name(member.transport.peer_name)
+        self._claiming.add(base)
 
-    def name_moved(self, name: str, new: str) -> None:
-        """The bus could not claim a newcomer's ``name`` (someone on another server has it) and
-        claimed ``new`` instead."""
-        member = self._members.get(name)
-        if member is not None and new not in self._members:
-            self._apply_rename(member, new)
+        def claimed(new: str) -> None:
+            self._claiming.discard(base)
+            if self._members.get(name) is not member:
+                self.bus.left(new, "")  # it left, or renamed itself, meanwhile
+                return
+            if new in self._members or new in self._claiming:
+                new = self._free_name(new)
+            self._apply_rename(member, new, f"* the name {name} was taken elsewhere in the "
+                                            f"room while this server was cut off; you are now "
+                                            f"known as {new}")
+
+        self.bus.join(base, claimed)
 
     def send(self, member: ChatProtocol, text: str) -> None:
         """Write one line to ``member``, or disconnect it if its queue would pass the cap."""

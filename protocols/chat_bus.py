@@ -9,7 +9,7 @@ room never knows which it has, so ``protocols/chat.py`` never imports a network 
 The calls, from the room to the bus::
 
     publish(text)                   a line for every member on the other servers
-    joined(name)                    a member joined here under a locally unique name
+    join(name, on_joined)           a newcomer: the first of name, name#2... free room-wide
     claim(name, old, ...)           /nick: may this member take ``name`` room-wide?
     left(name, notice)              a member left; ``notice`` is what the others are told
     who(on_names, on_failed)        the names on the other servers too, in room order
@@ -35,7 +35,6 @@ class BusListener(Interface):
     def remote_private(self, name: str, text: str) -> None: ...
     def bus_notice(self, text: str) -> None: ...
     def name_lost(self, name: str) -> None: ...
-    def name_moved(self, name: str, new: str) -> None: ...
 
 
 class RoomBus:
@@ -51,8 +50,9 @@ class RoomBus:
     def publish(self, text: str) -> None:
         """Nobody else to tell."""
 
-    def joined(self, name: str) -> None:
+    def join(self, name: str, on_joined: Callable[[str], object]) -> None:
         """A locally unique name is unique: nothing to claim."""
+        on_joined(name)
 
     def claim(self, name: str, old: str, on_claimed: Callable[[], object],
               on_taken: Callable[[], object], on_failed: Callable[[str], object]) -> None:

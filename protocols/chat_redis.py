@@ -67,6 +67,7 @@ DEFAULT_ROOM = "lobby"
 
 CUT_OFF = "* the room is cut off from the other servers; reconnecting"
 RECONNECTED = "* the room is connected to the other servers again"
+CONNECTED = "* the room is connected to the other servers"
 CONGESTED = "* the link to the other servers is congested: lines for them are being dropped"
 DISCONNECTED_AS_SERVER_DIED = " was disconnected: their server stopped answering"
 
@@ -298,12 +299,13 @@ class RedisBus(RoomBus):
             return
         self.linked = linked
         if linked:
+            if self.room is not None and (self._ever_linked or self._outage_logged):
+                # Members here were told the room was cut off, or joined while it was.
+                self.room.bus_notice(RECONNECTED if self._ever_linked else CONNECTED)
             if self._outage_logged:
                 log.info("chat room %r: redis at %s is back; the room is whole again",
-                            self.room_name, self.commands.url)
+                         self.room_name, self.commands.url)
             self._outage_logged = False
-            if self._ever_linked and self.room is not None:
-                self.room.bus_notice(RECONNECTED)
             self._ever_linked = True
         else:
             self.cut_offs += 1
@@ -366,24 +368,20 @@ class RedisBus(RoomBus):
                 self.room.bus_notice(f"* lines reach the other servers again ({count} "
                                      f"dropped)")
 
-    def joined(self, name: str) -> None:
+    def join(self, name: str, on_joined: Callable[[str], object]) -> None:
         if not self.linked:
-            return  # claimed by the next SYNC
+            on_joined(name)  # claimed by the next SYNC
+            return
         self._claims_in_flight += 1
 
         def answered(final: bytes) -> None:
             self._claim_settled()
-            claimed = final.decode()
-            if self.room is None:
-                return
-            if claimed != name:
-                self.room.name_moved(name, claimed)
-            if claimed not in self.room.names():
-                self.left(claimed, "")  # it left, or the move was refused: give it back
+            on_joined(final.decode())
 
         def failed(exc: Exception) -> None:
             self._claim_settled()
             self._sync_wanted = True
+            on_joined(name)
 
         self._eval(JOIN, name, f"{self.server_id} * ", " joined", on_reply=answered,
                    on_error=failed)
