@@ -16,11 +16,12 @@ if __name__ == "__main__":  # first, before the imports: a signal may come durin
 import argparse
 import sys
 
+from examples import early_signals
 from examples.args import parse_server_args, positive_count, positive_seconds, server_parser
 from examples.serving import run_server, with_line_limit
 from protocols.chat import MAX_LINE_BYTES, ChatRoom
 from protocols.chat_redis import DEFAULT_ROOM, EXPIRY_SECONDS, ROOM_NAME, RedisBus
-from protocols.redis_client import MAX_PENDING_BYTES
+from protocols.redis_client import CONNECT_TIMEOUT_SECONDS, MAX_PENDING_BYTES
 from protocols.redis_url import RedisURL, RedisURLError
 from reactor import Reactor
 
@@ -28,6 +29,10 @@ from reactor import Reactor
 IDLE_TIMEOUT_SECONDS = 600.0
 #: What every member reads when the server is stopped (SIGINT/SIGTERM), before the close.
 SHUTDOWN_NOTICE = "* the server is shutting down; goodbye"
+#: How long a server with --redis waits for its first link before it listens anyway.
+FIRST_LINK_TIMEOUT_SECONDS = CONNECT_TIMEOUT_SECONDS + 1.0
+#: How often that wait looks at whether a stop signal came (Python retries select() after one).
+SIGNAL_CHECK_SECONDS = 0.1
 
 
 def redis_url(text: str) -> RedisURL:
@@ -71,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def link_first(reactor: Reactor, bus: RedisBus) -> None:
+    """Give Redis its first chance before listening, so the first members are in the whole room
+    rather than in this server's alone: run the loop until the link is up or the first attempt
+    failed (a refused connect fails at once), at most ``FIRST_LINK_TIMEOUT_SECONDS``."""
+    deadline = reactor.time() + FIRST_LINK_TIMEOUT_SECONDS
+    while not bus.settled() and not early_signals.stop_requested():
+        remaining = deadline - reactor.time()
+        if remaining <= 0:
+            return
+        reactor.run_once(min(remaining, SIGNAL_CHECK_SECONDS))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_server_args(parser, argv)
@@ -88,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                            max_pending_bytes=args.redis_max_pending)
             room.attach_bus(bus)
             bus.start()
+            link_first(reactor, bus)
 
     factory = with_line_limit(room.protocol_factory, args.max_line_bytes)
     return run_server(factory, args, "chat_server",

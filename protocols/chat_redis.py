@@ -235,6 +235,10 @@ class RedisBus(RoomBus):
         self.subscriber.start()
         self._heartbeat = self._reactor.call_every(self.expiry / 3, self._beat)
 
+    def settled(self) -> bool:
+        """The first attempt is over: the room is linked, or Redis could not be reached."""
+        return self.linked or self._outage_logged
+
     def close(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
