@@ -301,17 +301,19 @@ class ChatRoom:
             return
         base = self._free_name(member.transport.peer_name)
         self._claiming.add(base)
+        member.wait_for_room()  # its next lines are its new name's
 
         def claimed(new: str) -> None:
             self._claiming.discard(base)
             if self._members.get(name) is not member:
-                self.bus.left(new, "")  # it left, or renamed itself, meanwhile
+                self.bus.left(new, "")  # it left meanwhile
                 return
             if new in self._members or new in self._claiming:
                 new = self._free_name(new)
             self._apply_rename(member, new, f"* the name {name} was taken elsewhere in the "
                                             f"room while this server was cut off; you are now "
                                             f"known as {new}")
+            member.room_answered()
 
         self.bus.join(base, claimed)
 

@@ -40,7 +40,7 @@ class BusListener(Interface):
 class RoomBus:
     """The room of one server (see the module docstring): every answer is immediate."""
 
-    #: True while other servers can be reached; the room words its replies by it.
+    #: True while the room is whole: every other server can be reached.
     linked = False
     room: BusListener | None = None
 

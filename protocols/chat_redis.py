@@ -284,6 +284,11 @@ class RedisBus(RoomBus):
                 self.room.name_lost(name.decode())
         self._update_link()
 
+    def _can_ask(self) -> bool:
+        """Commands reach Redis, and it holds our names: claims and questions can be asked
+        (the subscribed link matters only for hearing the others)."""
+        return self._synced and self.commands.is_ready()
+
     def _sync_failed(self, exc: Exception) -> None:
         self._sync_wanted = True  # retried by the next heartbeat
 
@@ -345,7 +350,7 @@ class RedisBus(RoomBus):
     # -- what the room asks ------------------------------------------------------------------------
 
     def publish(self, text: str) -> None:
-        if not self.linked:
+        if not self._can_ask():
             self.dropped += 1
             return
         self.published += 1
@@ -373,7 +378,7 @@ class RedisBus(RoomBus):
                                      f"dropped)")
 
     def join(self, name: str, on_joined: Callable[[str], object]) -> None:
-        if not self.linked:
+        if not self._can_ask():
             on_joined(name)  # claimed by the next SYNC
             return
         self._claims_in_flight += 1
@@ -392,7 +397,7 @@ class RedisBus(RoomBus):
 
     def claim(self, name: str, old: str, on_claimed: Callable[[], object],
               on_taken: Callable[[], object], on_failed: Callable[[str], object]) -> None:
-        if not self.linked:
+        if not self._can_ask():
             on_claimed()  # this server's members are all we can ask; SYNC settles it later
             return
         self._claims_in_flight += 1
@@ -415,13 +420,13 @@ class RedisBus(RoomBus):
             self._sync()
 
     def left(self, name: str, notice: str) -> None:
-        if not self.linked:
+        if not self._can_ask():
             return  # SYNC gives it back
         self._eval(RELEASE, name, f"{self.server_id} {notice}" if notice else "")
 
     def who(self, on_names: Callable[[list[str]], object],
             on_failed: Callable[[str], object]) -> None:
-        if not self.linked:
+        if not self._can_ask():
             on_failed("cut off from the other servers")
             return
         self._eval(WHO, on_reply=lambda names: on_names([name.decode() for name in names]),
@@ -430,7 +435,7 @@ class RedisBus(RoomBus):
     def send_private(self, name: str, text: str, on_sent: Callable[[], object],
                      on_unknown: Callable[[], object], on_failed: Callable[[str], object]
                      ) -> None:
-        if not self.linked:
+        if not self._can_ask():
             on_failed("the room is cut off from the other servers")
             return
         self._eval(MSG, name, f"{name} {text}",

@@ -206,16 +206,14 @@ def test_a_name_taken_elsewhere_while_cut_off_goes_back_to_the_member_s_address(
     rename(alice, "zed")  # each server can only check its own members now
     rename(bob, "zed")
     redis_server.start()
-    lines = {"alice": [alice.line(RECOVERY_TIMEOUT)], "bob": [bob.line(RECOVERY_TIMEOUT)]}
-    nothing = {"alice": False, "bob": False}
+    lines: dict[str, list[str]] = {"alice": [], "bob": []}
     for key, client in (("alice", alice), ("bob", bob)):
+        while RECONNECTED not in lines[key]:
+            lines[key].append(client.line(RECOVERY_TIMEOUT))
+        # The loser's rename began before the notice: its /help is answered after it.
         client.send_line("/help")
-        while not nothing[key]:
-            line = client.line(RECOVERY_TIMEOUT)
-            if line.startswith("* commands:"):
-                nothing[key] = True
-            else:
-                lines[key].append(line)
+        while not lines[key][-1].startswith("* commands:"):
+            lines[key].append(client.line())
     seen = lines["alice"] + lines["bob"]
     lost = [line for line in seen if "was taken elsewhere in the room" in line]
     assert len(lost) == 1, seen  # whoever claimed first keeps it; the other is told
