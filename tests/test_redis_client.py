@@ -127,6 +127,8 @@ def test_subscriber_gets_messages_and_pattern_messages_in_order(
                         (b"weather", b"rain\r\n"), (b"news", b"two")]
     assert [value for _, value in counts.events] == [1, 1, 1, 0, 1]
     subscriber.unsubscribe("news")
+    # Two connections are not ordered with each other: wait for the confirmation first.
+    run_until(loop, lambda: subscriber.stats()["pending"] == 0)
     publisher.execute("PUBLISH", "news", "three", on_reply=counts.reply())
     publisher.execute("PUBLISH", "weather", "sun", on_reply=counts.reply())
     run_until(loop, lambda: len(messages) == 5)
