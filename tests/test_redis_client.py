@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,7 @@ from protocols.redis_url import RedisURL, RedisURLError
 from protocols.resp import ReplyError
 from reactor import Reactor
 from tests.helpers import run_until
+from tests.processes import REPO_ROOT
 from tests.redis_process import RedisServer
 
 #: Reconnect fast in tests; the jitter still applies.
@@ -361,3 +365,16 @@ def test_a_url_prints_without_its_password() -> None:
 def test_bad_redis_urls_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(RedisURLError, match=message):
         RedisURL.parse(text)
+
+
+def test_the_readme_example_runs_and_prints_what_the_readme_says(
+        redis_server: RedisServer) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```\n\nprints\n\n((?:    [^\n]*\n)+)", readme,
+                        re.DOTALL)
+    (code, printed), = [block for block in blocks if "RedisClient" in block[0]]
+    code = code.replace("redis://127.0.0.1:6379/0", f"{redis_server.url}/0")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "".join(line[4:] + "\n" for line in printed.splitlines())
