@@ -19,6 +19,14 @@ Wire contract (UTF-8 lines ending in ``"\\n"``; ``"\\r\\n"`` accepted)::
     server -> you      * NAME joined | * NAME left | * NAME was disconnected: too slow to read
     server -> you      error: ...              a rejected command (the connection stays open)
 
+A room shared through Redis (``protocols/chat_redis.py``) adds its own notices::
+
+    server -> you      * the room is cut off from the other servers; reconnecting
+    server -> you      * the room is connected to the other servers again
+    server -> you      * NAME was disconnected: their server stopped answering
+    server -> you      * the link to the other servers is congested: lines for them are ...
+    server -> you      * lines reach the other servers again (N dropped)
+
 Names default to the peer's ``HOST:PORT``. A chosen name is unique, at most ``MAX_NAME_CHARS``
 printable characters (any script: "张三"), without whitespace or ``":"``; ``":"`` is reserved so a
 chosen name can never be a newcomer's address, and so ``"NAME: text"`` always splits at the first

@@ -222,6 +222,7 @@ class RedisBus(RoomBus):
         self.subscriber.subscribe(self.events_channel, self.own_channel)
         self._heartbeat: Timer | None = None
         self._synced = False
+        self._syncing = False
         self._sync_wanted = False
         self._claims_in_flight = 0
         self._outage_logged = False
@@ -269,15 +270,17 @@ class RedisBus(RoomBus):
 
     def _sync(self) -> None:
         """Register, and make Redis hold exactly the names our members have."""
-        if self._claims_in_flight:
+        if self._claims_in_flight or self._syncing:
             self._sync_wanted = True  # a claim's answer would change what we hold: after it
             return
         self._sync_wanted = False
+        self._syncing = True
         names = self.room.names() if self.room is not None else []
         self._eval(SYNC, int(self.expiry * 1000), *names, on_reply=self._synced_names,
                    on_error=self._sync_failed)
 
     def _synced_names(self, lost: list[bytes]) -> None:
+        self._syncing = False
         self._synced = True
         for name in lost:
             if self.room is not None:
@@ -290,6 +293,7 @@ class RedisBus(RoomBus):
         return self._synced and self.commands.is_ready()
 
     def _sync_failed(self, exc: Exception) -> None:
+        self._syncing = False
         self._sync_wanted = True  # retried by the next heartbeat
 
     def _down(self, exc: BaseException) -> None:
@@ -326,7 +330,7 @@ class RedisBus(RoomBus):
         """Renew our ``alive`` key, and free the names of servers whose key has expired."""
         if not self.commands.is_ready():
             return
-        if self._sync_wanted or not self._synced:
+        if (self._sync_wanted or not self._synced) and not self._syncing:
             self._sync()
         self.commands.execute("SET", f"{self.prefix}alive:{self.server_id}", "1", "PX",
                               int(self.expiry * 1000), "GET", on_reply=self._renewed,
