@@ -243,7 +243,9 @@ def run_slow_reader(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOpti
 
 def run_fanout(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
     header(f"chat fan-out: {2 * args.members} members, one line each in flight, "
-           f"{args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options, [], [])
+           f"{args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options,
+           [spec_for("chat")], ["the shared room: 2 x chat_server --redis and redis-server, "
+                                "all on the server CPU"])
     results = fanout.measure(options, args.members, args.size, args.warmup, args.seconds)
     print(fanout.render(results))
     update_json(args.json, "fanout", {"meta": meta(cpus, options, args), "results": results})

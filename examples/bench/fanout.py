@@ -151,11 +151,11 @@ def run_shape(name: str, servers: list[ServerProcess], pids: list[int], members:
     try:
         load.join()
         window = Window(warmup, seconds)
-        # CPU over warm-up and window together: the whole time the load ran.
-        before_ticks = sum(cpu_ticks(pid) + cpu_ticks(pid, system=True) for pid in pids)
+        # User + system CPU over warm-up and window together: the whole time the load ran.
+        before_ticks = sum(cpu_ticks(pid, system=True) for pid in pids)
         before_load = time.process_time()
         load.run(window)
-        server_cpu = (sum(cpu_ticks(pid) + cpu_ticks(pid, system=True) for pid in pids)
+        server_cpu = (sum(cpu_ticks(pid, system=True) for pid in pids)
                       - before_ticks) / CLOCK_TICKS_PER_SECOND
         load_cpu = time.process_time() - before_load
     finally:
