@@ -21,6 +21,11 @@ each server's heartbeat (every third of the expiry) also *reaps*: it removes the
 servers and tells the room they were disconnected, once, whichever server does it. (The scripts
 name keys they compute, which a Redis Cluster would refuse; one Redis server is the design.)
 
+Servers hear of each other's events through Redis, so the room has one order per channel, not
+one order overall: two members joining two servers at the same instant may each be told that
+the other joined, and a line may cross a rename in flight. Each server's own members see its
+events in the order they happened.
+
 When the link is down, the room goes on with this server's members alone: lines, /me, joins and
 leaves reach the members here and are not sent anywhere, and Redis pub/sub keeps no history, so
 what was said on either side while cut off is never seen on the other. A /nick is checked
