@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most output queued for one member who does not read; past it "
                              "the member is disconnected and the room told (default: "
                              "%(default)s)")
-    parser.epilog += (f" A member whose unread output would pass --max-pending-bytes is "
+    parser.epilog = (f"{parser.epilog or ''} A member whose unread output would pass --max-pending-bytes is "
                       f"disconnected. Names are 1 to {MAX_NAME_CHARS} characters.")
     shared = parser.add_argument_group(
         "one room across servers",
