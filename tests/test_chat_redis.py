@@ -15,6 +15,7 @@ import pytest
 
 from tests.processes import Client, Launcher, ServerProcess
 from tests.redis_process import RedisServer, free_port
+from tests.test_examples_chat import nothing_pending, rename
 from tests.test_workers import MAX_PROBES, owner_of, server_side_inode, wait_for_workers
 
 WELCOME = "* welcome, you are {}; /help lists commands"
@@ -40,21 +41,6 @@ def join(server: ServerProcess, *present: Client) -> Client:
     for member in present:
         assert member.line() == f"* {client.name} joined"
     return client
-
-
-def nothing_pending(*clients: Client) -> None:
-    for client in clients:
-        client.send_line("/help")
-        assert client.line().startswith("* commands:")
-
-
-def rename(client: Client, name: str, *others: Client) -> None:
-    old = client.name
-    client.send_line(f"/nick {name}")
-    assert client.line() == f"* you are now known as {name}"
-    for other in others:
-        assert other.line() == f"* {old} is now known as {name}"
-    client.name = name
 
 
 @pytest.fixture
