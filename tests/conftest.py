@@ -10,6 +10,7 @@ import pytest
 from reactor import Reactor
 from tests.helpers import SELECTOR_NAMES, Server, start_server
 from tests.processes import Launcher
+from tests.redis_process import RedisServer
 from tests.tls_certs import Certificates, make_certificates, require_openssl
 
 
@@ -46,3 +47,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """A test CA and server certificates signed by it (``tests/tls_certs.py``), made once."""
     require_openssl()
     return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` on a free loopback port, no persistence; stopped after."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

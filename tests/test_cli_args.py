@@ -45,8 +45,22 @@ def test_a_bad_port_names_the_flag_not_a_function() -> None:
     assert "port_number" not in result.stderr
 
 
-def test_chat_help_does_not_offer_workers() -> None:
-    assert "--workers" not in run("chat_server", "--help").stdout
+def test_chat_help_offers_workers_only_with_redis() -> None:
+    text = " ".join(run("chat_server", "--help").stdout.split())
+    assert "--workers N" in text and "--redis URL" in text
+    assert "share the room through this Redis (needed for --workers)" in text
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["--redis", "http://h"], "argument --redis: 'http://h': expected redis://"),
+    (["--redis", "redis://h:99999"], "argument --redis: 'redis://h:99999': not a port number"),
+    (["--room", "two words"], "argument --room: 1 to 64 letters"),
+    (["--redis-expiry", "0"], "argument --redis-expiry: must be a positive number"),
+])
+def test_chat_redis_flags_are_checked(args: list[str], complaint: str) -> None:
+    result = run("chat_server", *args)
+    assert result.returncode == 2
+    assert complaint in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args, complaint", [
