@@ -33,7 +33,8 @@ import stat
 import time
 from asyncio import base_events, coroutines, events, exceptions, sslproto
 from collections.abc import Callable
-from typing import Any
+from contextvars import Context
+from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
 
 from reactor.aio.pipes import ReadPipeTransport, WritePipeTransport
 from reactor.aio.transports import DatagramSocketTransport, SocketTransport
@@ -47,6 +48,11 @@ ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOME
 ACCEPT_RETRY_SECONDS = 1.0
 #: Bytes asked of one os.sendfile() call: big enough to fill any socket buffer in one call.
 SENDFILE_BLOCK = 2**30
+
+Ts = TypeVarTuple("Ts")
+#: asyncio's own check that a sock_* call was not given an ssl.SSLSocket (whose recv() would
+#: return plaintext behind our back); private, so typeshed does not declare it.
+check_ssl_socket: Callable[[socket.socket], None] = base_events._check_ssl_socket  # type: ignore[attr-defined]
 
 
 class TracedHandle:
@@ -88,6 +94,14 @@ class ReactorEventLoop(base_events.BaseEventLoop):
     (lingering close, ``abort()`` = RST) instead of asyncio's.
     """
 
+    if TYPE_CHECKING:
+        # BaseEventLoop's private members this loop uses; typeshed declares only the public API.
+        _debug: bool
+        _stopping: bool
+        def _check_closed(self) -> None: ...
+        def _check_thread(self) -> None: ...
+        def _check_callback(self, callback: Callable[..., object], method: str) -> None: ...
+
     def __init__(self, *, selector: str | None = None, tracer: Tracer | None = None,
                  reactor_close: bool = False) -> None:
         super().__init__()
@@ -110,8 +124,8 @@ class ReactorEventLoop(base_events.BaseEventLoop):
     def _call_soon(self, callback: Callable[..., Any], args: Any, context: Any) -> events.Handle:
         # BaseEventLoop.call_soon and call_soon_threadsafe both come here after their checks.
         handle = events.Handle(callback, args, self, context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            del handle._source_traceback[-1]  # type: ignore[attr-defined]
         self._schedule(handle)
         return handle
 
@@ -125,16 +139,16 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         """call_soon_threadsafe's wakeup: one byte to the reactor's waker."""
         self._reactor._waker.wake()
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
-                context: Any = None) -> events.TimerHandle:
+    def call_at(self, when: float, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts],
+                context: Context | None = None) -> events.TimerHandle:
         self._check_closed()
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_at")
         timer = events.TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
-        timer._scheduled = True
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        timer._scheduled = True  # type: ignore[attr-defined]
         self._timers[id(timer)] = self._reactor.call_at(when, self._run_timer, timer)
         return timer
 
@@ -145,7 +159,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
 
     def _run_timer(self, handle: events.TimerHandle) -> None:
         self._timers.pop(id(handle), None)
-        handle._scheduled = False
+        handle._scheduled = False  # type: ignore[attr-defined]
         self._run_handle(handle)
 
     @staticmethod
@@ -180,7 +194,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
 
     # -- any file descriptor -----------------------------------------------------------------------
 
-    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_reader(self, fd: Any, callback: Callable[[Unpack[Ts]], Any], *args: Unpack[Ts]) -> None:
         self._check_closed()
         handle = events.Handle(callback, args, self, None)
         self._reactor.add_reader(fileno_of(fd), self._run_handle, handle)
@@ -190,7 +204,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
             return False
         return self._reactor.remove_reader(fileno_of(fd))
 
-    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_writer(self, fd: Any, callback: Callable[[Unpack[Ts]], Any], *args: Unpack[Ts]) -> None:
         self._check_closed()
         handle = events.Handle(callback, args, self, None)
         self._reactor.add_writer(fileno_of(fd), self._run_handle, handle)
@@ -206,7 +220,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
                        attempt: Callable[[], Any]) -> Any:
         """Try ``attempt`` at once (the kernel may have the data already); on EAGAIN wait for
         readiness and try again, as often as it takes."""
-        base_events._check_ssl_socket(sock)
+        check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
         try:
@@ -269,7 +283,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
             view = view[sent:]
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
-        base_events._check_ssl_socket(sock)
+        check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
         if sock.family != socket.AF_UNIX:
@@ -373,7 +387,8 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             call_connection_made=call_connection_made,
-            ssl_handshake_timeout=ssl_handshake_timeout,
+            # typeshed says int; asyncio takes any number of seconds.
+            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
@@ -540,8 +555,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         server = base_events.Server(self, [sock], protocol_factory, ssl, backlog,
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
         if start_serving:
-            server._start_serving()
-            await asyncio.sleep(0)  # as asyncio does: let the first accept run
+            await server.start_serving()  # then a sleep(0), as asyncio does: the first accept
         return server
 
     # -- signals, over the reactor's wakeup fd ----------------------------------------------------------
@@ -553,7 +567,8 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         if sig not in signal.valid_signals():
             raise ValueError(f"invalid signal number {sig}")
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[Ts]], Any],
+                           *args: Unpack[Ts]) -> None:
         if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)

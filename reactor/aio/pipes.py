@@ -45,6 +45,7 @@ class _PipeTransport:
 
     _loop: ReactorEventLoop
     _protocol: Any
+    _extra: dict[str, Any]  # asyncio.BaseTransport's, private (typeshed leaves it out)
 
     def _init_pipe(self, loop: ReactorEventLoop, pipe: Any, protocol: Any) -> None:
         self._loop = loop
@@ -179,6 +180,10 @@ class ReadPipeTransport(_PipeTransport, asyncio.ReadTransport):
 class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, asyncio.WriteTransport):
     """The write end: ``os.write`` at once when nothing is queued, the rest queued until the
     poller says the pipe has room; ``pause_writing``/``resume_writing`` at the watermarks."""
+
+    if TYPE_CHECKING:  # _FlowControlMixin's, private (typeshed declares none of its methods)
+        def _maybe_pause_protocol(self) -> None: ...
+        def _maybe_resume_protocol(self) -> None: ...
 
     def __init__(self, loop: ReactorEventLoop, pipe: Any, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None,

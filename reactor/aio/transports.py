@@ -136,6 +136,11 @@ class SocketTransport(transports._FlowControlMixin):
     accepts only those; the watermarks themselves are the connection's.
     """
 
+    # asyncio's private attributes (set by _FlowControlMixin and BaseTransport); typeshed
+    # declares only their names in __slots__.
+    _extra: dict[str, Any]
+    _protocol_paused: bool
+
     # asyncio.start_tls() and aiohttp check this: the transport can carry sslproto's layer.
     _start_tls_compatible = True
     # loop.sendfile() tries os.sendfile() on the socket first (ReactorEventLoop._sendfile_native).
@@ -376,6 +381,8 @@ class _DatagramBridge(DatagramProtocol):
 class DatagramSocketTransport(asyncio.DatagramTransport, asyncio.Transport):
     """``asyncio.DatagramTransport`` over a reactor ``DatagramTransport`` (also an
     ``asyncio.Transport``, as asyncio's own datagram transport is)."""
+
+    _extra: dict[str, Any]  # BaseTransport's, private (typeshed leaves it out)
 
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket, protocol: Any,
                  address: Any = None, waiter: asyncio.Future[Any] | None = None,
