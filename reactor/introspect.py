@@ -61,6 +61,13 @@ def trace_pass_start(reactor: Reactor, tracer: Tracer, wait: float | None,
                  why=explain_timeout(reactor, wait, requested))
 
 
+def trace_pass_begins_with_callbacks(reactor: Reactor, tracer: Tracer) -> None:
+    """With ``callbacks_before_io`` a pass runs its ready callbacks before it decides how long
+    to wait (they may queue more): the pass is announced first, its ``select()`` after them."""
+    tracer.event(reactor, "pass_begins", number=reactor.passes + 1,
+                 why="the ready callbacks first, then select() (asyncio's order)")
+
+
 def tracing_observer(reactor: Reactor,
                      tracer: Tracer) -> Callable[[list[tuple[int, int]]], None]:
     """What the poller calls with the ready fds when tracing: reports what woke the loop."""

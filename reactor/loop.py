@@ -143,6 +143,8 @@ class Reactor:
         ready = self._ready
         ready_at_start = len(ready)
         if ready_at_start and self._callbacks_before_io:
+            if self.tracer is not None:
+                introspect.trace_pass_begins_with_callbacks(self, self.tracer)
             self._run_ready(ready_at_start)
             ready_at_start = 0
         if ready or self._stopping:

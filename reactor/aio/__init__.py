@@ -22,11 +22,24 @@ from reactor.trace import Tracer
 
 T = TypeVar("T")
 
-__all__ = ["EventLoopPolicy", "ReactorEventLoop", "new_event_loop", "run"]
+__all__ = ["EventLoopPolicy", "ReactorEventLoop", "install", "new_event_loop", "run"]
+
+#: The tracer every new loop gets unless it is given one: set by ``install``, which
+#: ``python -m reactor.aio --trace`` calls, so a script's own ``reactor.aio.run()`` or
+#: ``new_event_loop()`` is traced as well as its ``asyncio.run()``.
+_default_tracer: Tracer | None = None
 
 
 def new_event_loop(*, tracer: Tracer | None = None) -> ReactorEventLoop:
-    return ReactorEventLoop(tracer=tracer)
+    return ReactorEventLoop(tracer=tracer if tracer is not None else _default_tracer)
+
+
+def install(*, tracer: Tracer | None = None) -> None:
+    """Make our loop the one every ``asyncio.run()``, ``asyncio.new_event_loop()`` and
+    ``reactor.aio.new_event_loop()`` in this process creates, traced by ``tracer``."""
+    global _default_tracer
+    _default_tracer = tracer
+    asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,name-defined]
@@ -37,7 +50,7 @@ class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,name
         self._tracer = tracer
 
     def new_event_loop(self) -> ReactorEventLoop:
-        return new_event_loop(tracer=self._tracer)
+        return new_event_loop(tracer=self._tracer)  # None: the one install() set, if any
 
 
 def run(main: Coroutine[Any, Any, T], *, debug: bool = False) -> T:

@@ -9,12 +9,11 @@ same events as JSON lines.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import runpy
 import sys
 
-from reactor.aio import EventLoopPolicy
+from reactor.aio import install
 from reactor.trace import JsonTracer, PassTracer, TeeTracer, Tracer
 
 
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"{options.trace_json}: {exc.strerror}\n")
         tracers.append(JsonTracer(trace_file))
     tracer = tracers[0] if len(tracers) == 1 else TeeTracer(*tracers) if tracers else None
-    asyncio.set_event_loop_policy(EventLoopPolicy(tracer=tracer))
+    install(tracer=tracer)
     sys.argv = [options.script, *options.args]
     try:
         runpy.run_path(options.script, run_name="__main__")
