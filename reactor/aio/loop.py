@@ -18,7 +18,8 @@ shutdown, ``start_tls`` and ``sendfile``'s fallback), and replace the half that 
   reactor's wakeup fd.
 
 Pipes (``connect_read_pipe``, ``connect_write_pipe``) are ``reactor/aio/pipes.py``;
-subprocesses (``subprocess_exec``, ``subprocess_shell``) raise ``NotImplementedError``.
+subprocesses (``subprocess_exec``, ``subprocess_shell``) are ``reactor/aio/subprocesses.py``,
+their exit watched through a pidfd on the poller (Linux; elsewhere ``NotImplementedError``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from contextvars import Context
 from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
 
 from reactor.aio.pipes import ReadPipeTransport, WritePipeTransport
+from reactor.aio.subprocesses import ChildWatcher, SubprocessTransport, can_watch_children
 from reactor.aio.transports import DatagramSocketTransport, SocketTransport
 from reactor.loop import Reactor
 from reactor.timers import Timer
@@ -111,6 +113,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         #: Our timer for each asyncio TimerHandle still pending (keyed by id: TimerHandle's own
         #: equality compares when/callback/args, so two equal handles would collide).
         self._timers: dict[int, Timer] = {}
+        self._children = ChildWatcher(self)
 
     @property
     def reactor(self) -> Reactor:
@@ -187,6 +190,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         for signum in list(self._reactor._signal_handlers):
             self.remove_signal_handler(signum)
         super().close()
+        self._children.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -397,9 +401,26 @@ class ReactorEventLoop(base_events.BaseEventLoop):
                                  waiter: Any = None, extra: Any = None) -> Any:
         return DatagramSocketTransport(self, sock, protocol, address, waiter, extra)
 
-    def _make_subprocess_transport(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("reactor.aio does not run subprocesses; use asyncio's own "
-                                  "loop for programs that need them")
+    async def _make_subprocess_transport(self, protocol: Any, args: Any, shell: bool,
+                                         stdin: Any, stdout: Any, stderr: Any, bufsize: int,
+                                         extra: Any = None,
+                                         **kwargs: Any) -> SubprocessTransport:
+        if not can_watch_children():
+            raise NotImplementedError("reactor.aio runs subprocesses only where the kernel "
+                                      "has pidfds (os.pidfd_open: Linux 5.3+)")
+        waiter = self.create_future()
+        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
+                                        bufsize, waiter=waiter, extra=extra, **kwargs)
+        self._children.watch(transport)
+        try:
+            await waiter  # the pipes are connected and the protocol told
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()  # kills the child if it still runs
+            await transport._wait()  # type: ignore[attr-defined]
+            raise
+        return transport
 
     def _make_read_pipe_transport(self, pipe: Any, protocol: Any, waiter: Any = None,
                                   extra: Any = None) -> ReadPipeTransport:
