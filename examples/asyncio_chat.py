@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import unicodedata
@@ -262,8 +263,11 @@ async def serve(host: str, port: int) -> int:
         # One byte over the line limit, so that a longest line may still end in "\r\n".
         server = await asyncio.start_server(connected, host, port, limit=MAX_LINE_BYTES + 1)
     except OSError as exc:  # port in use, address not ours, unknown host
-        print(f"{PROGRAM}: cannot listen on {format_address((host, port))}: "
-              f"{exc.strerror or exc}", file=sys.stderr, flush=True)
+        # start_server rewords a bind error's strerror; its errno says it plainly ("Address
+        # already in use"). A resolver error (socket.gaierror) has a negative EAI_* code.
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror
+        print(f"{PROGRAM}: cannot listen on {format_address((host, port))}: {reason or exc}",
+              file=sys.stderr, flush=True)
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
