@@ -208,8 +208,9 @@ async def read_line(reader: asyncio.StreamReader) -> bytes | None:
 
 async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Close once our output is sent: FIN first, then discard the peer's input until its FIN
-    (or ``LINGER_SECONDS``), so that no unread input turns our close into an RST."""
-    with suppress(ConnectionError, TimeoutError):
+    (or ``LINGER_SECONDS``), so that no unread input turns our close into an RST. A peer that
+    reset meanwhile makes ``write_eof()``'s ``shutdown()`` fail with ENOTCONN: nothing to do."""
+    with suppress(OSError):  # ENOTCONN, ECONNRESET, and TimeoutError (also an OSError)
         if not writer.is_closing():
             writer.write_eof()  # sent after whatever is still buffered
             async with asyncio.timeout(LINGER_SECONDS):
