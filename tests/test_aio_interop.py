@@ -16,6 +16,7 @@ reported an error to its exception handler or anything logged a warning.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
@@ -284,6 +285,42 @@ def test_connect_cancelled_while_the_syn_is_held_closes_its_socket_and_the_loop_
     echo.stop_cleanly()
 
 
+CONNECT_STEPS = 10  # more loop iterations than any connect to loopback takes on either loop
+
+
+def test_connect_cancelled_after_any_number_of_steps_leaves_nothing_open(
+        run: Run, launch: Launcher) -> None:
+    """Cancel ``open_connection`` after 0, 1, 2, ... loop iterations: in the middle of the
+    connect, while the transport is made, or once it is done. Whichever it was, no descriptor
+    is left open and nothing is reported."""
+    listener = launch.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(CONNECT_STEPS)
+
+    async def main() -> list[str]:
+        outcomes = []
+        for steps in range(CONNECT_STEPS):
+            before = open_fds()
+            task = asyncio.create_task(asyncio.open_connection(*listener.getsockname()))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                _, writer = await task
+            except asyncio.CancelledError:
+                outcomes.append("cancelled")
+            else:
+                outcomes.append("connected")
+                writer.close()
+                await writer.wait_closed()
+            assert open_fds() == before, f"cancelled after {steps} steps"
+        return outcomes
+
+    outcomes = run(main())
+    # The steps reach from before the connect began to after it was done.
+    assert outcomes[0] == "cancelled" and outcomes[-1] == "connected", outcomes
+
+
 # -- hostile peers against an asyncio streams server on the loop ---------------------------------
 
 #: The server's write-buffer high-water mark (set explicitly: the loops' defaults differ).
@@ -472,5 +509,55 @@ def test_endless_line_gets_an_error_and_a_clean_close_and_others_are_served(
         assert await receive_until_eof(talker) == b"error: line too long\n"  # then FIN, no RST
         await served_correctly(server)
         await server.stop()
+
+    run(main())
+
+
+# -- differences from asyncio's loop found here (reported in the lead's notes) ----------------
+
+
+TCP_CLOSE = 7  # tcpi_state of a socket the peer has reset (include/net/tcp_states.h)
+
+
+def tcp_state(sock: Any) -> int:
+    """The kernel's TCP state of ``sock``: the first byte of ``TCP_INFO``."""
+    info: bytes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return info[0]
+
+
+@pytest.mark.parametrize("run", [
+    pytest.param("our-loop", marks=pytest.mark.xfail(strict=True, reason=(
+        "BUG: reactor.aio's write_eof() returns and reports the failed shutdown() later, as "
+        "connection_lost(OSError(ENOTCONN)); asyncio's raises OSError(ENOTCONN) at once"))),
+    "asyncio-loop",
+], indirect=True)
+def test_write_eof_after_the_peer_reset_raises_enotconn_at_once(
+        run: Run, launch: Launcher) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        accepted: asyncio.Future[asyncio.Transport] = loop.create_future()
+
+        class NotReading(asyncio.Protocol):
+            """Reads nothing, so the transport cannot notice the reset by a recv()."""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                transport.pause_reading()
+                accepted.set_result(transport)
+
+        server = await loop.create_server(NotReading, "127.0.0.1", 0)
+        client = await client_socket(launch, server.sockets[0].getsockname()[1])
+        transport = await accepted
+        close_with_reset(client)
+        sock = transport.get_extra_info("socket")
+        await until(lambda: tcp_state(sock) == TCP_CLOSE, "the RST to arrive")
+        try:
+            with pytest.raises(OSError) as raised:
+                transport.write_eof()
+            assert raised.value.errno == errno.ENOTCONN
+        finally:
+            transport.abort()
+            server.close()
+            await server.wait_closed()
 
     run(main())
