@@ -217,7 +217,7 @@ async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 while await reader.read(READ_BYTES):
                     pass
     writer.close()
-    with suppress(ConnectionError):
+    with suppress(OSError):  # wait_closed() raises what ended the connection, if anything did
         await writer.wait_closed()
 
 
@@ -237,7 +237,7 @@ async def serve_member(room: Room, reader: asyncio.StreamReader,
             if line is None or member not in room or not handle_line(room, member, line):
                 break
             await writer.drain()  # our own output is past its high-water mark: stop reading us
-    except ConnectionError as exc:  # a reset: the peer is gone, the room goes on
+    except OSError as exc:  # a reset, a timeout: the peer is gone, the room goes on
         log.info("%s: %s", member.name, exc)
     finally:
         room.leave(member)
