@@ -526,9 +526,7 @@ def tcp_state(sock: Any) -> int:
 
 
 @pytest.mark.parametrize("run", [
-    pytest.param("our-loop", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: reactor.aio's write_eof() returns and reports the failed shutdown() later, as "
-        "connection_lost(OSError(ENOTCONN)); asyncio's raises OSError(ENOTCONN) at once"))),
+    "our-loop",
     "asyncio-loop",
 ], indirect=True)
 def test_write_eof_after_the_peer_reset_raises_enotconn_at_once(

@@ -73,6 +73,18 @@ class AsyncioConnection(Connection):
             except Exception as exc:
                 self._protocol_failed(exc, "resume_writing")
 
+    def write_eof(self) -> None:
+        if self._state is ConnectionState.OPEN and not self.send_buffer:
+            # asyncio's transport shuts down at once and lets the kernel's refusal reach the
+            # caller (ENOTCONN once the peer has reset), leaving the transport as it was; the
+            # reactor's would treat it as the peer gone and abort.
+            self._sock.shutdown(socket.SHUT_WR)
+            self._set_state(ConnectionState.WRITE_SHUT)
+            if self._tracer is not None:
+                self._trace("shutdown", meaning="SHUT_WR: our FIN is on its way")
+            return
+        super().write_eof()
+
     def _finish_closing(self) -> None:
         # asyncio's selector transport closes the socket once its buffer is empty; the kernel
         # then sends FIN (or RST if unread input is still queued, as it would for asyncio).
