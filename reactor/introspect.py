@@ -15,6 +15,7 @@ Per pass, a tracer sees (see ``reactor/trace.py`` for how they are printed)::
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 def describe_callback(callback: object) -> str:
     """``Connection._on_readable of fd=7 127.0.0.1:5000`` style, for traces and snapshots."""
+    if isinstance(callback, functools.partial):  # add_reader(fd, callback, *args) binds args
+        callback = callback.func
     owner = getattr(callback, "__self__", None)
     name = getattr(callback, "__qualname__", None) or type(callback).__name__
     label = getattr(owner, "trace_label", None)
