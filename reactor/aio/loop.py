@@ -33,6 +33,7 @@ import socket
 import stat
 import time
 from asyncio import base_events, coroutines, events, exceptions, sslproto
+from asyncio.log import logger as asyncio_logger
 from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
@@ -55,6 +56,8 @@ Ts = TypeVarTuple("Ts")
 #: asyncio's own check that a sock_* call was not given an ssl.SSLSocket (whose recv() would
 #: return plaintext behind our back); private, so typeshed does not declare it.
 check_ssl_socket: Callable[[socket.socket], None] = base_events._check_ssl_socket  # type: ignore[attr-defined]
+#: How asyncio names a handle in its slow-callback warning (a task by its repr).
+format_handle: Callable[[events.Handle], str] = base_events._format_handle  # type: ignore[attr-defined]
 
 
 class TracedHandle:
@@ -100,6 +103,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         # BaseEventLoop's private members this loop uses; typeshed declares only the public API.
         _debug: bool
         _stopping: bool
+        _current_handle: events.Handle | None
         def _check_closed(self) -> None: ...
         def _check_thread(self) -> None: ...
         def _check_callback(self, callback: Callable[..., object], method: str) -> None: ...
@@ -169,8 +173,23 @@ class ReactorEventLoop(base_events.BaseEventLoop):
     def _run_handle(handle: events.Handle) -> None:
         # Handle._run routes the callback's exception to call_exception_handler, but it does
         # not check for cancellation: the loop must.
-        if not handle._cancelled:
+        if handle._cancelled:
+            return
+        loop: ReactorEventLoop = handle._loop  # type: ignore[attr-defined]
+        if not loop._debug:
             handle._run()
+            return
+        # Debug mode, as asyncio's: the handle being run is named in exception reports (with
+        # where it was scheduled), and a callback that holds the loop too long is logged.
+        loop._current_handle = handle
+        started = loop.time()
+        try:
+            handle._run()
+        finally:
+            loop._current_handle = None
+        took = loop.time() - started
+        if took >= loop.slow_callback_duration:
+            asyncio_logger.warning("Executing %s took %.3f seconds", format_handle(handle), took)
 
     def stop(self) -> None:
         super().stop()
