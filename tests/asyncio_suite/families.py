@@ -83,6 +83,18 @@ class BoundToLoop:
         super().setUp()  # type: ignore[misc]
         self.chosen.check(self.loop)
 
+    def close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``test_utils.TestCase``'s cleanup, for a loop without ``BaseEventLoop``'s private
+        ``_default_executor`` (uvloop's): the stdlib one reads it and would fail every test in
+        its teardown. Such a loop's executor is shut down through the public coroutine; a loop
+        that has the attribute gets the stdlib cleanup unchanged."""
+        if hasattr(loop, "_default_executor"):
+            super().close_loop(loop)  # type: ignore[misc]
+            return
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
 
 class BoundToLoopAsync(BoundToLoop):
     """For IsolatedAsyncioTestCase: the loop exists only inside the runner, so check there."""

@@ -42,12 +42,15 @@ STDERR_TAIL_CHARS = 3000
 #: What faulthandler.dump_traceback_later writes first when it ends the process.
 FAULTHANDLER_TIMEOUT_MARK = "Timeout ("
 
+#: How the child is started after the interpreter's path: the family runner of this package.
+RUNNER = ("-m", "tests.asyncio_suite.run")
+
 #: Outcomes that count as a failure of the test (``passed`` and ``skipped`` do not).
 FAILED_OUTCOMES = ("failed", "error", "timeout", "crashed", "not run")
 
 
 @dataclass(frozen=True)
-class TestOutcome:
+class Outcome:
     id: str
     outcome: str
     seconds: float
@@ -70,21 +73,21 @@ class FamilyRun:
     loop: str
     python_version: str = ""
     ids: list[str] = field(default_factory=list)
-    outcomes: dict[str, TestOutcome] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
     children: int = 0
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def record(self, test: str, outcome: str, detail: str, seconds: float = 0.0) -> None:
-        self.outcomes[test] = TestOutcome(test, outcome, seconds, detail)
+        self.outcomes[test] = Outcome(test, outcome, seconds, detail)
 
     def not_yet_run(self) -> list[str]:
         return [test for test in self.ids if test not in self.outcomes]
 
 
-def child_command(python: str, family: str, start_after: str | None,
+def child_command(python: str, runner: Sequence[str], family: str, start_after: str | None,
                   time_limit: float) -> list[str]:
-    command = [python, "-m", "tests.asyncio_suite.run", family, "--time-limit", f"{time_limit:g}"]
+    command = [python, *runner, family, "--time-limit", f"{time_limit:g}"]
     return command + (["--start-after", start_after] if start_after else [])
 
 
@@ -165,11 +168,11 @@ def _exit_description(status: int | None) -> str:
     return f"exit status {status}"
 
 
-def _run_child(run: FamilyRun, start_after: str | None, deadline: float,
-               time_limit: float) -> str | None:
+def _run_child(run: FamilyRun, runner: Sequence[str], start_after: str | None,
+               deadline: float, time_limit: float) -> str | None:
     """One child from ``start_after`` on; returns the id to restart after, or None when the
     family is finished (or cannot go on)."""
-    child = _Child(child_command(run.python, run.family, start_after, time_limit),
+    child = _Child(child_command(run.python, runner, run.family, start_after, time_limit),
                    child_environment(run.loop))
     run.children += 1
     current: str | None = None
@@ -239,15 +242,17 @@ def _describe_deadline(run: FamilyRun) -> str:
 
 def supervise(family: str, *, python: str = sys.executable, loop: str | None = None,
               deadline_seconds: float = FAMILY_DEADLINE_SECONDS,
-              time_limit: float = TEST_TIME_LIMIT_SECONDS) -> FamilyRun:
+              time_limit: float = TEST_TIME_LIMIT_SECONDS,
+              runner: Sequence[str] = RUNNER) -> FamilyRun:
     """Run ``family`` with ``python`` on ``loop`` (default: ``REACTOR_AIO_LOOP``'s choice) in as
-    many child processes as it takes, and return every test's outcome."""
+    many child processes as it takes, and return every test's outcome. ``runner`` replaces
+    the family runner (the supervisor's own tests give a scripted child)."""
     run = FamilyRun(family, python, loop or chosen_loop_name())
     started = time.monotonic()
     deadline = started + deadline_seconds
     start_after: str | None = None
     while True:
-        restart_after = _run_child(run, start_after, deadline, time_limit)
+        restart_after = _run_child(run, runner, start_after, deadline, time_limit)
         if restart_after is None:
             break
         start_after = restart_after

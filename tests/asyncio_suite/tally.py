@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tests.asyncio_suite.expected_failures import expected_failures
-from tests.asyncio_suite.supervise import FamilyRun, TestOutcome
+from tests.asyncio_suite.supervise import FamilyRun, Outcome
 
 #: Lines of a failure's detail shown in a report (its end says where and why).
 DETAIL_TAIL_LINES = 6
@@ -28,7 +28,7 @@ class Tally:
     passed: list[str]
     skipped: list[str]
     expected: list[str]
-    unexpected: list[TestOutcome]
+    unexpected: list[Outcome]
     stale: dict[str, str]  # id -> what happened instead of the expected failure
 
     @classmethod
