@@ -2,7 +2,7 @@
 
 An entry is a test id (``family.Class.test_method``, as ``families.test_id`` makes it) and a
 one-line reason: a private asyncio internal the test pokes, a deliberate difference of our loop,
-or a feature our loop does not provide (subprocesses). ``pythons`` limits an entry to the Python
+or a feature our loop does not provide. ``pythons`` limits an entry to the Python
 versions where it applies (the stdlib tests differ between versions); empty means all.
 
 The list must stay true both ways: a listed test that passes (or no longer exists, or is skipped)
@@ -29,8 +29,6 @@ class Expected:
 EXPECTED_FAILURES: dict[str, Expected] = {
     "events.EventLoopTests.test_timeout_rounding": Expected(
         "counts calls of loop._run_once and reads loop._selector, BaseEventLoop internals"),
-    "streams.StreamTests.test_read_all_from_pipe_reader": Expected(
-        "starts a subprocess (loop.subprocess_exec): our loop raises NotImplementedError"),
 }
 
 

@@ -38,7 +38,8 @@ from tests.asyncio_suite.loops import LoopChoice
 
 #: Family name -> module of ``test.test_asyncio`` it comes from (``test_<name>``).
 FAMILY_NAMES = ("events", "sock_lowlevel", "sendfile", "server", "buffered_proto", "sslproto",
-                "ssl", "streams", "timeouts", "waitfor", "taskgroups", "locks", "queues")
+                "ssl", "streams", "subprocess", "timeouts", "waitfor", "taskgroups", "locks",
+                "queues")
 
 
 class StdlibTestsMissing(Exception):
@@ -179,6 +180,12 @@ def bind_family(family: str, choice: LoopChoice) -> list[type[unittest.TestCase]
         "ssl": lambda: _by_own_set_up(choice, "TestSSL", module.TestSSL, close_in_cleanup=True),
         "streams": lambda: _by_own_set_up(choice, "StreamTests", module.StreamTests,
                                           close_in_cleanup=False),
+        # SubprocessMixin's loop comes from its Unix subclasses' setUp (with a child watcher
+        # of asyncio's own): bind the mixin to a TestCase whose setUp makes the chosen loop.
+        "subprocess": lambda: _by_own_set_up(
+            choice, "SubprocessTests",
+            type("SubprocessMixinTests", (module.SubprocessMixin, _test_utils().TestCase), {}),
+            close_in_cleanup=False),
     }
     if family in binders:
         return binders[family]()
