@@ -476,6 +476,11 @@ class Connection(BaseTransport):
 
     # -- half-close, close, abort ----------------------------------------------------------------
 
+    def can_write_eof(self) -> bool:
+        """True: a TCP or Unix stream socket can always half-close (asyncio's name; TLS 1.2
+        cannot, ``reactor/tls.py``)."""
+        return True
+
     def write_eof(self) -> None:
         """Half-close our side: FIN goes out after the queued data; we keep reading.
 
