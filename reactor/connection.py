@@ -76,7 +76,7 @@ SENDMSG_MAX_CHUNKS = 64
 #: How long a close we started waits for the peer's FIN before closing anyway.
 CLOSE_LINGER_SECONDS = 2.0
 
-#: A TLS handshake not finished this long after it began is aborted (``reactor/tls.py``): a peer
+#: A TLS handshake not finished this long after it began is closed (``reactor/tls.py``): a peer
 #: that connects and sends nothing, or stops half-way, would otherwise hold a descriptor forever.
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
