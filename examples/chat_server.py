@@ -2,6 +2,7 @@
 
     python -m examples.chat_server --port 8890
     nc 127.0.0.1 8890          (in two terminals; /help lists the commands)
+    python -m examples.chat_server --tls-cert cert.pem --tls-key key.pem   (TLS only)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from examples.args import parse_server_args, server_parser
 from examples.serving import run_server, with_line_limit
+from examples.tlsargs import add_server_tls_arguments, check_server_tls_arguments
 from protocols.chat import MAX_LINE_BYTES, ChatRoom
 from reactor import Reactor
 
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
                            idle_timeout=IDLE_TIMEOUT_SECONDS,
                            over_limit='told "error: the room is full" and closed',
                            max_line_bytes=MAX_LINE_BYTES)
+    add_server_tls_arguments(parser)
     args = parse_server_args(parser, argv)
+    check_server_tls_arguments(parser, args)
     room = ChatRoom()
 
     def show_reactor_figures(reactor: Reactor) -> None:
