@@ -42,7 +42,8 @@ SHUTDOWN_TIMEOUT = 4.0
 
 SERVERS = ("echo_server", "uppercase_server", "chat_server")
 
-LISTENING = re.compile(r"listening on (?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)")
+#: A server's first line; a TLS port says so after the address.
+LISTENING = re.compile(r"listening on (?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)(?P<tls> \(TLS\))?")
 
 
 def command(program: str, *args: str) -> list[str]:
@@ -333,7 +334,7 @@ class ServerProcess(Program):
 
     @property
     def address(self) -> str:
-        return self.first_line.removeprefix("listening on ")
+        return format_address((self.host, self.port))
 
     def connect(self, *, timeout: float = TIMEOUT) -> Client:
         client = connect(self.port, self.host, timeout=timeout)
@@ -417,3 +418,38 @@ class Launcher:
             program.close()
         for sock in self._sockets:
             sock.close()
+
+
+class ProxyProcess(ServerProcess):
+    """A running ``tcp_proxy``: a server in every way but its address flag, ``--listen
+    HOST:PORT`` rather than the ``--port`` that ``ServerProcess`` adds."""
+
+    def __init__(self, args: list[str]) -> None:
+        Program.__init__(self, "tcp_proxy", args, stdin=subprocess.DEVNULL)
+        self.clients: list[Client] = []
+        self.first_line = ""
+        self.host = ""
+        self.port = 0
+
+
+class ProxyLauncher(Launcher):
+    def proxy(self, upstream_port: int, *args: str) -> ProxyProcess:
+        """Start a proxy on a free loopback port in front of ``upstream_port``; wait for its
+        ``listening on`` line."""
+        proxy = self.start_proxy("--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{upstream_port}",
+                                 *args)
+        proxy.announced()
+        return proxy
+
+    def start_proxy(self, *args: str) -> ProxyProcess:
+        proxy = ProxyProcess(list(args))
+        self._programs.append(proxy)
+        return proxy
+
+    def upstream_socket(self) -> socket.socket:
+        """A listening socket for a test that plays the upstream server itself."""
+        sock = self.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.settimeout(TIMEOUT)
+        return sock

@@ -27,9 +27,8 @@ from tests.processes import (
     STARTUP_TIMEOUT,
     TIMEOUT,
     Client,
-    Launcher,
-    Program,
-    ServerProcess,
+    ProxyLauncher,
+    ProxyProcess,
     exchange,
     vm_rss_kib,
 )
@@ -39,41 +38,6 @@ MiB = 1024 * 1024
 CHAOS = ("--chaos-split", "4096", "--chaos-delay", "0.002", "--seed", "1")
 #: Every chaos reset strikes within 16 KiB (CHAOS_RESET_MAX_BYTES): this is far more.
 RESET_TEST_BYTES = 128 * 1024
-
-
-class ProxyProcess(ServerProcess):
-    """A running ``tcp_proxy``: a server in every way but its address flag, ``--listen
-    HOST:PORT`` rather than the ``--port`` that ``ServerProcess`` adds."""
-
-    def __init__(self, args: list[str]) -> None:
-        Program.__init__(self, "tcp_proxy", args, stdin=subprocess.DEVNULL)
-        self.clients: list[Client] = []
-        self.first_line = ""
-        self.host = ""
-        self.port = 0
-
-
-class ProxyLauncher(Launcher):
-    def proxy(self, upstream_port: int, *args: str) -> ProxyProcess:
-        """Start a proxy on a free loopback port in front of ``upstream_port``; wait for its
-        ``listening on`` line."""
-        proxy = self.start_proxy("--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{upstream_port}",
-                                 *args)
-        proxy.announced()
-        return proxy
-
-    def start_proxy(self, *args: str) -> ProxyProcess:
-        proxy = ProxyProcess(list(args))
-        self._programs.append(proxy)
-        return proxy
-
-    def upstream_socket(self) -> socket.socket:
-        """A listening socket for a test that plays the upstream server itself."""
-        sock = self.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        sock.settimeout(TIMEOUT)
-        return sock
 
 
 @pytest.fixture

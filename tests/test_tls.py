@@ -25,6 +25,7 @@ from reactor.tls import MAX_PENDING_CIPHERTEXT_BYTES, TLSConnection
 from reactor.trace import RecordingTracer
 from tests.helpers import run_until
 from tests.tls_certs import Certificates
+from tests.tls_clients import round_trip_in_random_chunks
 
 TLS_VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
 
@@ -154,32 +155,8 @@ def test_python_ssl_client_round_trip_in_random_chunks(reactor: Reactor, certs: 
     payload = random.Random(1).randbytes(size)
 
     def client() -> bytes:
-        # One thread sends and receives: an SSL object must not be used by two threads at once.
-        chunking = random.Random(size)
-        echoed = bytearray()
-        sent = 0
-        step = 0
         with tls_client(certs, listener.address) as sock:
-            sock.setblocking(False)
-            deadline = time.monotonic() + 30
-            while len(echoed) < len(payload) and time.monotonic() < deadline:
-                want_write = [sock] if sent < len(payload) else []
-                readable, writable, _ = select.select([sock], want_write, [], 1)
-                if readable or sock.pending():
-                    try:
-                        while chunk := sock.recv(1 << 20):
-                            echoed += chunk
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        pass
-                if writable:
-                    step = step or chunking.randint(1, 300_000)
-                    try:
-                        taken = sock.send(payload[sent:sent + step])
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        continue
-                    sent += taken
-                    step -= taken
-        return bytes(echoed)
+            return round_trip_in_random_chunks(sock, payload, random.Random(size))
 
     assert Background(client).value(reactor) == payload
     run_until(reactor, lambda: not listener.connections)
