@@ -19,8 +19,9 @@ The parent:
   that dies while we are not stopping is logged and restarted after a short delay;
 * exits 0 once every worker has exited after a stop signal.
 
-Only servers whose state lives in their connections can be split this way: a chat room lives in
-one process, so the chat server has no ``--workers``.
+Only servers whose state lives in their connections can be split this way as they are: a chat
+room lives in one process, so the chat server takes ``--workers`` only with ``--redis``, where
+every worker is one server of a room shared through Redis (``protocols/chat_redis.py``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,14 @@ Wire contract (UTF-8 lines ending in ``"\\n"``; ``"\\r\\n"`` accepted)::
     server -> you      * NAME joined | * NAME left | * NAME was disconnected: too slow to read
     server -> you      error: ...              a rejected command (the connection stays open)
 
+A room shared through Redis (``protocols/chat_redis.py``) adds its own notices::
+
+    server -> you      * the room is cut off from the other servers; reconnecting
+    server -> you      * the room is connected to the other servers again
+    server -> you      * NAME was disconnected: their server stopped answering
+    server -> you      * the link to the other servers is congested: lines for them are ...
+    server -> you      * lines reach the other servers again (N dropped)
+
 Names default to the peer's ``HOST:PORT``. A chosen name is unique, at most ``MAX_NAME_CHARS``
 printable characters (any script: "张三"), without whitespace or ``":"``; ``":"`` is reserved so a
 chosen name can never be a newcomer's address, and so ``"NAME: text"`` always splits at the first
@@ -38,16 +46,25 @@ Three things one client must not be able to do to the others:
   stops being read until it drains. That throttles only the slow member's own input; the cap is
   what protects everyone else, since the room never waits for anyone.
 
+One room across several servers: the room talks to the world beyond its own members through a
+``RoomBus`` (``protocols/chat_bus.py``). The default bus is the room of one server, where every
+answer is immediate; ``protocols/chat_redis.py`` is one that shares the room through Redis, where
+a ``/nick``, ``/who`` or ``/msg`` to someone elsewhere waits for an answer. While a member waits,
+its later lines wait too (and its socket is not read), so its commands still take effect in the
+order it typed them; everyone else is served as usual meanwhile.
+
 Read next: ``reactor/testing.py``, which ``tests/test_chat_room.py`` uses to run a room without
-sockets.
+sockets, then ``protocols/chat_bus.py``.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from protocols.chat_bus import RoomBus
 from protocols.line import LineProtocol
 
 if TYPE_CHECKING:
@@ -102,9 +119,14 @@ class ChatRoom:
     that bypasses them is LineProtocol's error line for an overlong line, just before a close.)
     """
 
-    def __init__(self, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+    def __init__(self, max_pending_bytes: int = MAX_PENDING_BYTES,
+                 bus: RoomBus | None = None) -> None:
         self.max_pending_bytes = max_pending_bytes
         self._members: dict[str, ChatProtocol] = {}
+        #: Names asked for by a /nick whose claim the bus has not answered yet.
+        self._claiming: set[str] = set()
+        self.bus = RoomBus()
+        self.attach_bus(bus or self.bus)
         #: Traffic the room has seen, for ``/stats`` (Redis's INFO is the model).
         self.lines_in = self.bytes_in = self.lines_out = self.bytes_out = 0
         #: The server's own figures (connections, loop passes...), added to ``/stats`` when
@@ -119,7 +141,13 @@ class ChatRoom:
         }
         if self.server_stats is not None:
             figures.update(self.server_stats())
+        figures.update(self.bus.stats())
         return figures
+
+    def attach_bus(self, bus: RoomBus) -> None:
+        """Share this room through ``bus`` from now on (before the first member joins)."""
+        self.bus = bus
+        bus.attach(self)
 
     def protocol_factory(self) -> ChatProtocol:
         """A new protocol in this room: pass this bound method as the server's factory."""
@@ -142,42 +170,160 @@ class ChatRoom:
     def join(self, member: ChatProtocol) -> None:
         """Add a connected member under its peer's ``HOST:PORT``, tell the others, welcome it.
 
-        A suffix keeps the name unique should two transports report the same peer name.
+        A suffix keeps the name unique should two transports report the same peer name (or,
+        with a bus, two servers see the same address: ``127.0.0.1:5555#2``). The member is
+        welcome once the bus has claimed its name; its lines wait until then.
         """
         assert member.transport is not None
-        name = base = member.transport.peer_name
+        name = self._free_name(member.transport.peer_name)
+        self._claiming.add(name)
+        member.wait_for_room()
+
+        def claimed(final: str) -> None:
+            self._claiming.discard(name)
+            if member.transport is None or member.transport.is_closing():
+                self.bus.left(final, "")  # gone before its welcome: it never joined
+                return
+            if final in self._members or final in self._claiming:
+                final = self._free_name(final)  # taken here meanwhile: next SYNC settles it
+            member.name = final
+            self._members[final] = member
+            self.broadcast(f"* {final} joined", exclude=member)
+            self.send(member, f"* welcome, you are {final}; /help lists commands")
+            member.room_answered()
+
+        self.bus.join(name, claimed)
+
+    def _free_name(self, base: str) -> str:
+        name = base
         suffix = 2
-        while name in self._members:
+        while name in self._members or name in self._claiming:
             name = f"{base}#{suffix}"
             suffix += 1
-        member.name = name
-        self._members[name] = member
-        self.broadcast(f"* {name} joined", exclude=member)
-        self.send(member, f"* welcome, you are {name}; /help lists commands")
+        return name
 
     def leave(self, member: ChatProtocol) -> None:
         """Remove ``member`` and tell the others; does nothing if it is not in the room."""
         if member not in self:
             return
         del self._members[member.name]
-        self.broadcast(f"* {member.name} left")
+        notice = f"* {member.name} left"
+        self.broadcast(notice)
+        self.bus.left(member.name, notice)
 
     def rename(self, member: ChatProtocol, name: str) -> None:
         """Give ``member`` a new name, or raise ``NameRejected`` and leave the name unchanged.
 
-        Names are compared in Unicode NFC form, so two spellings of "é" are one name.
+        Names are compared in Unicode NFC form, so two spellings of "é" are one name. Once the
+        room's own members allow it, the bus must agree (another server may have the name);
+        until it answers, the member waits (see the module docstring).
         """
         name = unicodedata.normalize("NFC", name)
         if not is_valid_name(name):
             raise NameRejected(f"invalid name ({NAME_RULES})")
-        if name in self._members:
+        if name in self._members or name in self._claiming:
             raise NameRejected(f"name {name} is taken")
+        self._claiming.add(name)
+        member.wait_for_room()
+
+        def claimed() -> None:
+            self._claiming.discard(name)
+            if member in self:
+                self._apply_rename(member, name)
+            else:
+                self.bus.left(name, "")  # it left while we asked: give the name back
+            member.room_answered()
+
+        def refused(reason: str) -> None:
+            self._claiming.discard(name)
+            self.send(member, reason)
+            member.room_answered()
+
+        self.bus.claim(name, member.name, claimed, lambda: refused(f"error: name {name} is taken"),
+                       lambda why: refused(f"error: cannot take the name {name}: {why}"))
+
+    def _apply_rename(self, member: ChatProtocol, name: str, told: str = "") -> None:
         old_name = member.name
         del self._members[old_name]
         member.name = name
         self._members[name] = member
         self.broadcast(f"* {old_name} is now known as {name}", exclude=member)
-        self.send(member, f"* you are now known as {name}")
+        self.send(member, told or f"* you are now known as {name}")
+
+    def who(self, member: ChatProtocol) -> None:
+        """Answer ``/who``: every member of the room, on every server the bus reaches."""
+        member.wait_for_room()
+
+        def answer(remote: list[str], note: str = "") -> None:
+            shown = set(remote)
+            names = [*remote, *(name for name in self._members if name not in shown)]
+            self.send(member, "* online: " + ", ".join(names) + note)
+            member.room_answered()
+
+        self.bus.who(answer, lambda why: answer([], f" (only this server: {why})"))
+
+    def send_private(self, sender: ChatProtocol, name: str, text: str) -> None:
+        """Answer ``/msg``: a member here at once, one elsewhere through the bus."""
+        line = f"[private] {sender.name}: {text}"
+        target = self.find(name)
+        if target is not None:
+            self.send(target, line)
+            return
+        sender.wait_for_room()
+
+        def answered(reply: str = "") -> None:
+            if reply:
+                self.send(sender, reply)
+            sender.room_answered()
+
+        unknown = f"error: no such name: {sanitize(name)}"
+        self.bus.send_private(unicodedata.normalize("NFC", name), line, answered,
+                              lambda: answered(unknown),
+                              lambda why: answered(f"{unknown} here ({why})"))
+
+    def announce(self, text: str, exclude: ChatProtocol | None = None) -> None:
+        """A member's line: to every other member here, and through the bus to the rest."""
+        self.broadcast(text, exclude=exclude)
+        self.bus.publish(text)
+
+    # -- what the bus tells the room (protocols/chat_bus.py, BusListener) ------------------------
+
+    def remote_line(self, text: str) -> None:
+        """A line from a member on another server."""
+        self.broadcast(text)
+
+    def remote_private(self, name: str, text: str) -> None:
+        target = self.find(name)
+        if target is not None:
+            self.send(target, text)
+
+    def bus_notice(self, text: str) -> None:
+        """Something every member here should know about the room (cut off, back...)."""
+        self.broadcast(text)
+
+    def name_lost(self, name: str) -> None:
+        """Another server holds ``name`` now (taken while this one was cut off): its member here
+        goes back to its address as a name, claimed like a newcomer's."""
+        member = self._members.get(name)
+        if member is None or member.transport is None:
+            return
+        base = self._free_name(member.transport.peer_name)
+        self._claiming.add(base)
+        member.wait_for_room()  # its next lines are its new name's
+
+        def claimed(new: str) -> None:
+            self._claiming.discard(base)
+            if self._members.get(name) is not member:
+                self.bus.left(new, "")  # it left meanwhile
+                return
+            if new in self._members or new in self._claiming:
+                new = self._free_name(new)
+            self._apply_rename(member, new, f"* the name {name} was taken elsewhere in the "
+                                            f"room while this server was cut off; you are now "
+                                            f"known as {new}")
+            member.room_answered()
+
+        self.bus.join(base, claimed)
 
     def send(self, member: ChatProtocol, text: str) -> None:
         """Write one line to ``member``, or disconnect it if its queue would pass the cap."""
@@ -218,7 +364,9 @@ class ChatRoom:
         del self._members[member.name]
         if member.transport is not None:
             member.transport.abort()
-        self.broadcast(f"* {member.name} was disconnected: {reason}")
+        notice = f"* {member.name} was disconnected: {reason}"
+        self.broadcast(notice)
+        self.bus.left(member.name, notice)
 
 
 class ChatProtocol(LineProtocol):
@@ -229,6 +377,12 @@ class ChatProtocol(LineProtocol):
     def __init__(self, room: ChatRoom) -> None:
         self.room = room
         self.name = ""
+        # Lines that arrived while the room was answering an earlier command of ours.
+        self._held: deque[bytes] = deque()
+        self._waiting = False
+        self._releasing = False
+        self._write_paused = False
+        self._reading_stopped = False
 
     def connection_made(self, transport: Connection) -> None:
         super().connection_made(transport)
@@ -243,7 +397,52 @@ class ChatProtocol(LineProtocol):
         self.room.leave(self)
         super().line_too_long()
 
+    def wait_for_room(self) -> None:
+        """The room is asking the bus something for us: hold our next lines until it answers."""
+        self._waiting = True
+
+    def room_answered(self) -> None:
+        """Handle the lines held meanwhile, in order, until one makes us wait again."""
+        self._waiting = False
+        if self._releasing:
+            return  # an answer given at once, inside the loop below: it goes on by itself
+        self._releasing = True
+        try:
+            while self._held and not self._waiting and not self._is_closing():
+                self._handle(self._held.popleft())
+        finally:
+            self._releasing = False
+        self._update_reading()
+
+    def pause_writing(self) -> None:
+        """Back-pressure, as ``Protocol``'s default: stop reading us while our queue drains."""
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read our socket unless our send queue is over its mark or lines are held: what is
+        held is then bounded by what one read brought."""
+        stop = self._write_paused or bool(self._held)
+        if self.transport is None or stop == self._reading_stopped:
+            return
+        self._reading_stopped = stop
+        if stop:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
     def line_received(self, line: bytes) -> None:
+        if self._waiting or self._held:
+            self._held.append(line)
+            self._update_reading()
+            return
+        self._handle(line)
+
+    def _handle(self, line: bytes) -> None:
         self.room.lines_in += 1
         self.room.bytes_in += len(line)
         text = line.decode("utf-8", errors="replace")
@@ -252,7 +451,7 @@ class ChatProtocol(LineProtocol):
             return
         message = sanitize(text).strip()
         if message:
-            self.room.broadcast(f"{self.name}: {message}", exclude=self)
+            self.room.announce(f"{self.name}: {message}", exclude=self)
 
     def _run_command(self, text: str) -> None:
         command, _, argument = text.partition(" ")
@@ -261,7 +460,7 @@ class ChatProtocol(LineProtocol):
             case "/nick":
                 self._nick(argument)
             case "/who":
-                self._reply("* online: " + ", ".join(self.room.names()))
+                self.room.who(self)
             case "/me":
                 self._me(argument)
             case "/msg":
@@ -291,7 +490,7 @@ class ChatProtocol(LineProtocol):
         if not action:
             self._reply("error: usage: /me TEXT")
             return
-        self.room.broadcast(f"* {self.name} {action}", exclude=self)
+        self.room.announce(f"* {self.name} {action}", exclude=self)
 
     def _msg(self, argument: str) -> None:
         name, _, text = argument.partition(" ")
@@ -299,11 +498,7 @@ class ChatProtocol(LineProtocol):
         if not text:
             self._reply("error: usage: /msg NAME TEXT")
             return
-        target = self.room.find(name)
-        if target is None:
-            self._reply(f"error: no such name: {sanitize(name)}")
-            return
-        self.room.send(target, f"[private] {self.name}: {text}")
+        self.room.send_private(self, name, text)
 
     def _quit(self) -> None:
         """Say goodbye, leave at once (so no later broadcast reaches us), then close."""

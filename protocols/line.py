@@ -111,7 +111,8 @@ class LineProtocol(Protocol):
 
         Default: tell the peer why with one error line, then close the connection.
         """
-        self.send_line(f"error: line too long (max {self.max_line_length} bytes)")
+        self.send_line(f"error: line too long (max {self.max_line_length} bytes); "
+                       "closing the connection")
         if self.transport is not None:
             self.transport.close()
 

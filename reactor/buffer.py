@@ -42,6 +42,7 @@ about 64 chunks instead of 65,536.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 
 Chunk = bytes | memoryview
 
@@ -68,6 +69,35 @@ class ByteBuffer:
 
     def __bool__(self) -> bool:
         return self._length != 0
+
+    # -- what bytes would do, refused with the way out -------------------------------------------
+    # ``data_received`` has asyncio's name but gets this buffer, not ``bytes``: ``bytes(data)``,
+    # ``data[:4]``, ``data == b"QUIT"`` or ``for b in data`` would otherwise fail obscurely or,
+    # worse for ``==``, quietly be false. A copy that leaves the bytes in place (what a working
+    # ``bytes(buffer)`` would be) is the subtler trap: the next call would deliver them again.
+
+    _NOT_BYTES = ("a ByteBuffer is the connection's receive buffer, not bytes: buffer.take() "
+                  "removes and returns its bytes (take_line() one line, peek() a copy that "
+                  "leaves them in place)")
+
+    def __bytes__(self) -> bytes:
+        raise TypeError(self._NOT_BYTES)
+
+    def __getitem__(self, index: object) -> bytes:
+        raise TypeError(self._NOT_BYTES)
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError(self._NOT_BYTES)
+
+    def __contains__(self, item: object) -> bool:
+        raise TypeError(self._NOT_BYTES)  # find() searches without taking
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            raise TypeError(self._NOT_BYTES)
+        return NotImplemented
+
+    __hash__ = object.__hash__  # defining __eq__ would otherwise make buffers unhashable
 
     def chunk_count(self) -> int:
         """How many chunks the bytes are in (1 means ``take()`` copies nothing)."""

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from reactor.address import SocketAddress, format_address
 from reactor.buffer import ByteBuffer
 from reactor.errors import ErrorKind, classify, describe, report_callback_error
+from reactor.protocol import require_transport_kept
 from reactor.transport import BaseTransport
 
 if TYPE_CHECKING:
@@ -255,6 +256,7 @@ class Connection(BaseTransport):
             self._trace("connection_made")
         try:
             self._protocol.connection_made(self)
+            require_transport_kept(self._protocol, self)
         except Exception as exc:
             self._protocol_failed(exc, "connection_made")
             return
@@ -578,13 +580,17 @@ class Connection(BaseTransport):
             self._linger_timer.cancel()
             self._linger_timer = None
         self._poller.remove(self._fd)  # before close(): see poller.py
+        # Queue connection_lost *before* close(): the peer learns of the close (our FIN or RST)
+        # the moment close() returns and may react at once, say by sending us a signal. Queued
+        # first, connection_lost runs before any callback such a reaction schedules (seen: a
+        # SIGINT landing between close() and call_soon() counted this connection as open).
+        self._reactor.call_soon(self._call_connection_lost, exc)
         self._sock.close()
         self._reactor.transports.discard(self)
         if self._tracer is not None:
             self._trace("close", meaning="socket closed; connection_lost follows on the next pass")
         self.recv_buffer.clear()
         self.send_buffer.clear()
-        self._reactor.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         # The reactor's tracer, not our cached one: we left reactor.transports at teardown, so

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import SocketAddress, bind_socket, format_address, strip_brackets
 from reactor.errors import ErrorKind, classify, describe, report_callback_error
-from reactor.protocol import DatagramProtocol
+from reactor.protocol import DatagramProtocol, require_transport_kept
 from reactor.transport import BaseTransport
 
 if TYPE_CHECKING:
@@ -227,6 +227,7 @@ class DatagramTransport(BaseTransport):
                         peer=self.peer_name or "none")
         try:
             self._protocol.connection_made(self)
+            require_transport_kept(self._protocol, self)
         except Exception as exc:
             self._protocol_failed(exc, "connection_made")
         if not self._closing:
@@ -455,13 +456,13 @@ class DatagramTransport(BaseTransport):
             self._retry_timer.cancel()
             self._retry_timer = None
         self._poller.remove(self._fd)  # before close(): see poller.py
+        self._reactor.call_soon(self._call_connection_lost, exc)  # first, as Connection does
         self._sock.close()
         self._reactor.transports.discard(self)
         if self._queue and self._tracer is not None:
             self._trace("drop", datagrams=len(self._queue), meaning="closed with a queue")
         self._queue.clear()
         self._queued_bytes = 0
-        self._reactor.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:

@@ -30,7 +30,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from reactor import introspect
@@ -152,7 +151,10 @@ class Reactor:
             poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
         due = self._timers.pop_due(self.time())
         if tracer is not None and (ready_at_start or due):
-            introspect.trace_callbacks(self, tracer, [*islice(ready, ready_at_start), *due])
+            # One C-level copy: a signal handler (or another thread) may append to the deque
+            # between any two bytecodes, and a live iterator over it would then raise
+            # "deque mutated during iteration".
+            introspect.trace_callbacks(self, tracer, [*list(ready)[:ready_at_start], *due])
         for _ in range(ready_at_start):
             handle = ready.popleft()
             if not handle.cancelled:

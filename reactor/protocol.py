@@ -40,6 +40,24 @@ if TYPE_CHECKING:
 datagram_log = logging.getLogger("reactor.datagram")
 
 
+def require_transport_kept(protocol: object, transport: object) -> None:
+    """Raise if a ``connection_made`` override forgot ``super().connection_made(transport)``.
+
+    Every helper of the base classes (``send_line``, the idle timeout, ``connection_lost``)
+    reaches the connection through ``self.transport``; with it left ``None`` they would drop
+    every write without a word, in the test doubles and on real sockets alike. The transports
+    call this right after ``connection_made``, so the mistake is one logged error naming the
+    fix on the first connection (which is aborted; a datagram transport logs it and goes on,
+    as for any error of its protocol). A protocol that does not
+    subclass ``Protocol``/``DatagramProtocol`` keeps its transport however it likes.
+    """
+    protocol = getattr(protocol, "__wrapped__", protocol)  # the debug checker wraps the user's
+    if isinstance(protocol, (Protocol, DatagramProtocol)) and protocol.transport is not transport:
+        raise RuntimeError(
+            f"{type(protocol).__name__}.connection_made did not keep the transport: call "
+            "super().connection_made(transport) (or set self.transport = transport) in it")
+
+
 class Protocol:
     """Base class: override the events you care about.
 
@@ -55,15 +73,24 @@ class Protocol:
     transport: Connection = None  # type: ignore[assignment]  # see above
 
     def connection_made(self, transport: Connection) -> None:
-        """The connection is open. Keep ``transport`` to write to it (the default does)."""
+        """The connection is open. Keep ``transport`` to write to it (the default does).
+
+        An override must call ``super().connection_made(transport)``: the transports check
+        that ``self.transport`` is set afterwards and abort the connection with one logged error
+        if not, since every helper here writes through it.
+        """
         self.transport = transport
 
     def data_received(self, buffer: ByteBuffer) -> None:
         """New bytes arrived in ``buffer``, the connection's receive buffer.
 
-        Take what you can use (``buffer.take()``, ``buffer.take_line()``) and leave the rest: it
-        is still there, with more appended, on the next call. The connection closes with a logged
-        reason if unconsumed input passes its limit. The default discards everything.
+        ``buffer`` is a ``ByteBuffer``, not ``bytes`` (asyncio's ``data_received`` gets bytes):
+        ``data = buffer.take()`` gives you the bytes and empties it; ``bytes(buffer)``, slicing
+        and comparing it with bytes raise a ``TypeError`` that says so. Take what you can use
+        (``buffer.take()``, ``buffer.take_line()``) and leave the rest: it is still there, with
+        more appended, on the next call. The connection closes with a logged reason if
+        unconsumed input passes its limit (1 MiB unless ``set_read_buffer_limit`` says
+        otherwise; the test doubles enforce it too). The default discards everything.
         """
         buffer.clear()
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import logging
 import os
 import selectors
 import socket
@@ -66,11 +67,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from reactor.address import SocketAddress, format_address
 from reactor.buffer import ByteBuffer
+from reactor.connection import MAX_UNCONSUMED_INPUT_BYTES
+from reactor.protocol import require_transport_kept
 from reactor.transport import HIGH_WATER_BYTES, LOW_WATER_BYTES, resolve_write_limits
 
 if TYPE_CHECKING:
     from reactor.connection import Connection
     from reactor.protocol import Protocol
+
+log = logging.getLogger("reactor.testing")
 
 
 class FakeTransport:
@@ -102,6 +107,11 @@ class FakeTransport:
         self.writing_paused = False
         self.high_water_bytes = HIGH_WATER_BYTES
         self.low_water_bytes = LOW_WATER_BYTES
+        #: As on a real connection: ``feed`` closes the transport when the protocol leaves more
+        #: than this unconsumed (``set_read_buffer_limit`` changes it).
+        self.max_unconsumed_bytes = MAX_UNCONSUMED_INPUT_BYTES
+        #: Set when ``feed`` closed the transport for that reason, so a test can assert it.
+        self.closed_for_unconsumed_input = False
 
     def __repr__(self) -> str:
         return (
@@ -147,6 +157,12 @@ class FakeTransport:
 
     def write_eof(self) -> None:
         self.eof_written = True
+
+    def set_read_buffer_limit(self, max_unconsumed_bytes: int) -> None:
+        """How much input the protocol may leave unconsumed before ``feed`` closes us."""
+        if max_unconsumed_bytes <= 0:
+            raise ValueError("the limit must be positive")
+        self.max_unconsumed_bytes = max_unconsumed_bytes
 
     def close(self) -> None:
         """Record the close; queued bytes stay queued (the real one flushes them first)."""
@@ -225,6 +241,8 @@ def connect(
     transport = FakeTransport(protocol, peer_address=peer, local_address=local)
     # FakeTransport has Connection's interface without being one: the cast says so to a checker.
     protocol.connection_made(cast("Connection", transport))
+    # As the real transports do: a forgotten super().connection_made fails here, loudly.
+    require_transport_kept(protocol, transport)
     return transport
 
 
@@ -250,6 +268,13 @@ def feed(
         transport.recv_buffer.append(chunk)
         delivered += len(chunk)
         protocol.data_received(transport.recv_buffer)
+        if len(transport.recv_buffer) > transport.max_unconsumed_bytes:
+            # What Connection does on a real socket (one warning, then close): a protocol that
+            # never consumes must fail here, in its tests, not first in production.
+            log.warning("%r: %d bytes of input not consumed by the protocol (limit %d); closing",
+                        transport, len(transport.recv_buffer), transport.max_unconsumed_bytes)
+            transport.closed_for_unconsumed_input = True
+            transport.close()
     return delivered
 
 

@@ -11,10 +11,10 @@ Tracers here:
 
       pass 2: select() with no time limit: no timers and no callbacks: wait for I/O, however long
         woke: fd 7 R (Connection._on_readable of fd=7 127.0.0.1:33518)
-        fd=7 127.0.0.1:33518  recv  bytes=6  [recv 6, send 0]
-        fd=7 127.0.0.1:33518  calling data_received  [recv 6, send 0]
-        fd=7 127.0.0.1:33518  send  bytes=6  [recv 0, send 0]
-        fd=7 127.0.0.1:33518  data_received returned  [recv 0, send 0]
+        fd=7 127.0.0.1:33518  recv  bytes=6  [recv buffer 6 B, send buffer 0 B]
+        fd=7 127.0.0.1:33518  calling data_received  [recv buffer 6 B, send buffer 0 B]
+        fd=7 127.0.0.1:33518  send  bytes=6  [recv buffer 0 B, send buffer 0 B]
+        fd=7 127.0.0.1:33518  data_received returned  [recv buffer 0 B, send buffer 0 B]
 
 * ``JsonTracer`` (``--trace-json FILE``): the same events as JSON lines, for tools.
 * ``LoggingTracer``: one log line per event, no grouping.
@@ -38,7 +38,12 @@ def source_label(source: object) -> str:
 
 
 def format_event(source: object, name: str, fields: dict[str, Any]) -> str:
-    """``fd=7 127.0.0.1:5 send bytes=6 — meaning  [recv 0, send 0]``: one event, one line."""
+    """One event, one line: ``fd=7 127.0.0.1:5 send bytes=6 — meaning  [recv buffer 0 B, send buffer 0 B]``.
+
+    The bracket is the state of the connection's two buffers after the event, labelled as
+    buffers so that ``recv bytes=6`` (the syscall) and ``recv buffer 6 B`` (what waits for the
+    protocol) cannot be mistaken for each other.
+    """
     fields = dict(fields)
     meaning = fields.pop("meaning", None)
     recv_size = fields.pop("recv_buffer", None)
@@ -49,7 +54,7 @@ def format_event(source: object, name: str, fields: dict[str, Any]) -> str:
     if meaning:
         text += f" — {meaning}"
     if recv_size is not None:
-        text += f"  [recv {recv_size}, send {send_size}]"
+        text += f"  [recv buffer {recv_size} B, send buffer {send_size} B]"
     return text
 
 

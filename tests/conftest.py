@@ -4,13 +4,13 @@ mode, so every protocol the test creates has its callback order checked (reactor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from reactor import Reactor
 from tests.helpers import SELECTOR_NAMES, Server, start_server
 from tests.processes import Launcher
+from tests.redis_process import RedisServer
 from tests.tls_certs import Certificates, make_certificates, require_openssl
 
 
@@ -33,8 +33,9 @@ def launch() -> Iterator[Launcher]:
 
 
 @pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
-    """``serve(factory)`` listens on loopback with ``factory``; closed when the test ends."""
+def serve(reactor: Reactor) -> Iterator[Callable[..., Server]]:
+    """``serve(factory, blocking_clients=True)`` listens on loopback with ``factory``
+    (``tests/helpers.py``'s ``Server``); closed when the test ends."""
     servers: list[Server] = []
     yield start_server(reactor, servers)
     for server in servers:
@@ -46,3 +47,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """A test CA and server certificates signed by it (``tests/tls_certs.py``), made once."""
     require_openssl()
     return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` on a free loopback port, no persistence; stopped after."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

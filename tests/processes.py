@@ -17,18 +17,20 @@ process outlives its test, pass or fail.
 from __future__ import annotations
 
 import os
+import random
 import re
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
+
+from tests.resets import PEER_RESET_ERRORS, close_with_reset, shutdown_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,23 +197,35 @@ class Client:
         self.reader.expect_eof(timeout)
 
     def shutdown_write(self) -> None:
-        self.sock.shutdown(socket.SHUT_WR)
+        """Our FIN; ``ConnectionResetError`` if the server already reset the connection."""
+        shutdown_write(self.sock)
 
     def reset(self) -> None:
-        """Close with ``SO_LINGER`` 0: the kernel sends RST instead of FIN."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
+        """Close with RST instead of FIN."""
+        close_with_reset(self.sock)
 
     def close(self) -> None:
         self.sock.close()
 
 
-def exchange(sock: socket.socket, data: bytes, timeout: float = 2 * TIMEOUT) -> bytes:
+class Transferred(NamedTuple):
+    """What ``transfer`` saw: the bytes that came back, how many of ours the kernel took, and
+    whether the connection was reset (by whichever call met the RST: see tests/resets.py)."""
+
+    received: bytes
+    sent: int
+    reset: bool
+
+
+def transfer(sock: socket.socket, data: bytes, *, rng: random.Random | None = None,
+             timeout: float = 2 * TIMEOUT) -> Transferred:
     """Send ``data`` while reading what comes back, shut down our write side after the last
-    byte (FIN), and read until the server's EOF; returns everything received.
+    byte (FIN), and read until the peer's EOF or reset.
 
     Reading while sending matters: a server with back-pressure stops reading from a client that
-    does not read its replies, and a blocking ``sendall`` would then wait forever.
+    does not read its replies, and a blocking ``sendall`` would then wait forever. Each ``send``
+    offers 64 KiB, or with ``rng`` a random 1 byte to 64 KiB, so the peer sees other cuts. An EOF
+    before everything was sent ends the transfer early (``sent`` says how far it got).
     """
     sock.setblocking(False)
     view = memoryview(data)
@@ -219,31 +233,40 @@ def exchange(sock: socket.socket, data: bytes, timeout: float = 2 * TIMEOUT) -> 
     received = bytearray()
     shut = False
     deadline = time.monotonic() + timeout
-    if not data:
-        sock.shutdown(socket.SHUT_WR)
-        shut = True
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, (f"exchange: sent {sent} of {len(data)} bytes, received "
-                               f"{len(received)} before the deadline")
-        readable, writable, _ = select.select([sock], [] if shut else [sock], [], remaining)
-        if writable:
-            try:
-                sent += sock.send(view[sent:sent + 65536])
-            except BlockingIOError:
-                pass
-            if sent == len(data):
-                sock.shutdown(socket.SHUT_WR)
+    try:
+        while True:
+            if not shut and sent == len(data):
+                shutdown_write(sock)
                 shut = True
-        if readable:
-            try:
-                chunk = sock.recv(65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                assert shut, f"exchange: EOF after sending only {sent} of {len(data)} bytes"
-                return bytes(received)
-            received += chunk
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, (f"transfer: sent {sent} of {len(data)} bytes, received "
+                                   f"{len(received)} before the deadline")
+            readable, writable, _ = select.select([sock], [] if shut else [sock], [], remaining)
+            if writable:
+                size = rng.randint(1, 65536) if rng is not None else 65536
+                try:
+                    sent += sock.send(view[sent:sent + size])
+                except BlockingIOError:
+                    pass
+            if readable:
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    return Transferred(bytes(received), sent, reset=False)
+                received += chunk
+    except PEER_RESET_ERRORS:
+        return Transferred(bytes(received), sent, reset=True)
+
+
+def exchange(sock: socket.socket, data: bytes, timeout: float = 2 * TIMEOUT) -> bytes:
+    """``transfer`` to a server that must answer all of ``data``, then close cleanly; returns
+    everything received."""
+    received, sent, reset = transfer(sock, data, timeout=timeout)
+    assert not reset, f"exchange: reset after sending {sent} of {len(data)} bytes"
+    assert sent == len(data), f"exchange: EOF after sending only {sent} of {len(data)} bytes"
+    return received
 
 
 def connect(port: int, host: str = "127.0.0.1", *, timeout: float = TIMEOUT) -> Client:
@@ -361,6 +384,18 @@ class ServerProcess(Program):
         super().close()
 
 
+class ProxyProcess(ServerProcess):
+    """A running ``tcp_proxy``: a server in every way but its address flag, ``--listen
+    HOST:PORT`` rather than the ``--port`` that ``ServerProcess`` adds."""
+
+    def __init__(self, args: list[str]) -> None:
+        Program.__init__(self, "tcp_proxy", args, stdin=subprocess.DEVNULL)
+        self.clients: list[Client] = []
+        self.first_line = ""
+        self.host = ""
+        self.port = 0
+
+
 class ClientProcess(Program):
     """A client program with its stdin as a pipe the test writes to."""
 
@@ -397,6 +432,20 @@ class Launcher:
         self._programs.append(server)
         return server
 
+    def proxy(self, upstream_port: int, *args: str) -> ProxyProcess:
+        """Start a proxy on a free loopback port in front of ``upstream_port``; wait for its
+        ``listening on`` line."""
+        proxy = self.start_proxy("--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{upstream_port}",
+                                 *args)
+        proxy.announced()
+        return proxy
+
+    def start_proxy(self, *args: str) -> ProxyProcess:
+        """Start ``tcp_proxy`` with exactly ``args``, without waiting for anything."""
+        proxy = ProxyProcess(list(args))
+        self._programs.append(proxy)
+        return proxy
+
     def client(self, program: str, *args: str) -> ClientProcess:
         client = ClientProcess(program, list(args))
         self._programs.append(client)
@@ -407,6 +456,15 @@ class Launcher:
         """Run a program to completion with ``input`` on stdin (killed at the deadline)."""
         return subprocess.run(command(program, *args), cwd=REPO_ROOT, input=input,
                               capture_output=True, timeout=timeout, check=False)
+
+    def upstream_socket(self) -> socket.socket:
+        """A listening loopback socket, for a test that plays a proxy's upstream server itself
+        (so it can half-close and reset exactly when it wants)."""
+        sock = self.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.settimeout(TIMEOUT)
+        return sock
 
     def socket(self, *args: Any) -> socket.socket:
         sock = socket.socket(*args)
@@ -419,37 +477,3 @@ class Launcher:
         for sock in self._sockets:
             sock.close()
 
-
-class ProxyProcess(ServerProcess):
-    """A running ``tcp_proxy``: a server in every way but its address flag, ``--listen
-    HOST:PORT`` rather than the ``--port`` that ``ServerProcess`` adds."""
-
-    def __init__(self, args: list[str]) -> None:
-        Program.__init__(self, "tcp_proxy", args, stdin=subprocess.DEVNULL)
-        self.clients: list[Client] = []
-        self.first_line = ""
-        self.host = ""
-        self.port = 0
-
-
-class ProxyLauncher(Launcher):
-    def proxy(self, upstream_port: int, *args: str) -> ProxyProcess:
-        """Start a proxy on a free loopback port in front of ``upstream_port``; wait for its
-        ``listening on`` line."""
-        proxy = self.start_proxy("--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{upstream_port}",
-                                 *args)
-        proxy.announced()
-        return proxy
-
-    def start_proxy(self, *args: str) -> ProxyProcess:
-        proxy = ProxyProcess(list(args))
-        self._programs.append(proxy)
-        return proxy
-
-    def upstream_socket(self) -> socket.socket:
-        """A listening socket for a test that plays the upstream server itself."""
-        sock = self.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        sock.settimeout(TIMEOUT)
-        return sock

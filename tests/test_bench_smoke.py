@@ -10,14 +10,17 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.processes import REPO_ROOT, Launcher
+from tests.redis_process import require_redis_server
 
 
 @pytest.mark.parametrize("module", ["examples.bench", "examples.bench.__main__",
-                                    "examples.bench.pyload", "examples.bench.matrix"])
+                                    "examples.bench.pyload", "examples.bench.matrix",
+                                    "examples.bench.fanout"])
 def test_bench_modules_import(module: str) -> None:
     importlib.import_module(module)
 
@@ -41,3 +44,17 @@ def test_python_load_client_runs_one_second_against_echo(launch: Launcher) -> No
     assert report["conns"] == 2 and report["size"] == 1024
     assert report["rtts"] > 0 and report["rps"] > 0
     server.stop_cleanly()
+
+
+def test_fanout_runs_both_rooms_for_half_a_second(tmp_path: Path) -> None:
+    require_redis_server()
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "fanout", "--members", "3", "--seconds", "0.5",
+         "--warmup", "0.2", "--json", str(tmp_path / "results.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())["fanout"]["results"]
+    assert [row["shape"] for row in results] == ["1 process", "2 servers + Redis"]
+    for row in results:
+        assert row["members"] == 6 and row["deliveries_per_s"] > 0
+    assert results[1]["remote_p50_ms"] > 0  # deliveries crossed servers through Redis

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from protocols.chat import MAX_LINE_BYTES, ChatProtocol, ChatRoom, sanitize
+from protocols.chat_bus import RoomBus
 from reactor.testing import FakeTransport, connect, feed, feed_eof
 
 
@@ -271,7 +274,7 @@ def test_sanitize_keeps_printable_text_unchanged() -> None:
 def test_overlong_line_gets_error_and_closes_that_client(room: ChatRoom) -> None:
     alice, bob = join(room, 1001, 1002)
     alice.say(b"x" * (MAX_LINE_BYTES + 1) + b"\n")
-    assert alice.received() == [f"error: line too long (max {MAX_LINE_BYTES} bytes)"]
+    assert alice.received() == [f"error: line too long (max {MAX_LINE_BYTES} bytes); closing the connection"]
     assert alice.transport.closed
     assert bob.received() == ["* 127.0.0.1:1001 left"]
     bob.say("still there?")
@@ -351,3 +354,51 @@ def test_same_peer_name_twice_gets_a_unique_name(room: ChatRoom) -> None:
     first, second = Client(room, 1001), Client(room, 1001)
     assert first.protocol.name == "127.0.0.1:1001"
     assert second.protocol.name == "127.0.0.1:1001#2"
+
+
+class DeferredBus(RoomBus):
+    """A bus that answers only when the test says: the room as a slow Redis would see it."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Callable[[], object]] = []
+
+    def claim(self, name: str, old: str, on_claimed: Callable[[], object],
+              on_taken: Callable[[], object], on_failed: Callable[[str], object]) -> None:
+        self.waiting.append(on_claimed if name != "taken" else on_taken)
+
+    def who(self, on_names: Callable[[list[str]], object],
+            on_failed: Callable[[str], object]) -> None:
+        self.waiting.append(lambda: on_names(["far:1", "127.0.0.1:1001"]))
+
+    def answer(self) -> None:
+        self.waiting.pop(0)()
+
+
+def test_a_member_s_lines_wait_in_order_while_the_bus_answers_its_command() -> None:
+    bus = DeferredBus()
+    room = ChatRoom(bus=bus)
+    alice, bob = join(room, 1001, 1002)
+    alice.say("/nick alice\nsaid after the nick\n/who\nlast\n")
+    assert bob.received() == []  # all held behind the claim
+    assert not alice.transport.is_reading()  # and no more is read meanwhile
+    bob.say("bob is not held")
+    assert alice.received() == ["127.0.0.1:1002: bob is not held"]
+    bus.answer()  # the claim: the rename, the held line, then the /who waits in turn
+    assert alice.received() == ["* you are now known as alice"]
+    assert bob.received() == ["* 127.0.0.1:1001 is now known as alice",
+                              "alice: said after the nick"]
+    bus.answer()  # the /who: the bus's names in room order, then this server's not among them
+    assert alice.received() == ["* online: far:1, 127.0.0.1:1001, 127.0.0.1:1002, alice"]
+    assert bob.received() == ["alice: last"]
+    assert alice.transport.is_reading()
+
+
+def test_a_name_the_bus_refuses_is_an_error_and_the_name_stays() -> None:
+    bus = DeferredBus()
+    room = ChatRoom(bus=bus)
+    alice, bob = join(room, 1001, 1002)
+    alice.say("/nick taken\n")
+    bus.answer()
+    assert alice.received() == ["error: name taken is taken"]
+    assert bob.received() == []
+    assert room.names() == ["127.0.0.1:1001", "127.0.0.1:1002"]

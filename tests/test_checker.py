@@ -10,8 +10,7 @@ test breaks the reactor on purpose to show that the check is not hollow.
 from __future__ import annotations
 
 import socket
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,42 +25,7 @@ from reactor.checker import RECENT_CALLS, CheckedProtocol, checked_factory
 from reactor.connection import Connection, ConnectionState
 from reactor.datagram import DatagramProtocol
 from reactor.testing import FakeTransport
-from tests.helpers import run_until
-
-LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-class Recorder(Protocol):
-    """Records the callbacks it receives; ``eof_received`` answers ``keep_open``."""
-
-    def __init__(self, keep_open: Any = False) -> None:
-        self.keep_open = keep_open
-        self.calls: list[str] = []
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self.calls.append("connection_made")
-
-    def data_received(self, buffer: ByteBuffer) -> None:
-        self.calls.append("data_received")
-        buffer.clear()
-
-    def eof_received(self) -> Any:
-        self.calls.append("eof_received")
-        return self.keep_open
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.calls.append("connection_lost")
-
-    def pause_writing(self) -> None:
-        self.calls.append("pause_writing")
-
-    def resume_writing(self) -> None:
-        self.calls.append("resume_writing")
-
-    def idle_timed_out(self, idle_seconds: float) -> None:
-        self.calls.append("idle_timed_out")
-
+from tests.helpers import Peer, Recorder, Server, run_until
 
 Checked = tuple[CheckedProtocol, FakeTransport, list[str]]
 
@@ -106,7 +70,8 @@ def test_a_correct_sequence_reports_nothing_and_reaches_the_protocol() -> None:
                 "eof_received", "connection_lost"]
     assert seen == wrapper.violations == []
     assert list(wrapper.recent) == expected and wrapper.first == "connection_made"
-    assert wrapper.protocol.calls == expected
+    assert wrapper.protocol.events == ["made", "data", "pause", "resume", "pause", "resume",
+                                       "idle", "data", "eof", "lost"]
 
 
 def test_the_checker_remembers_a_bounded_amount_however_long_the_connection() -> None:
@@ -218,7 +183,7 @@ def test_a_breach_is_reported_not_raised_and_the_call_still_reaches_the_protocol
     wrapper, transport, seen = checked()
     wrapper.connection_lost(None)
     wrapper.data_received(ByteBuffer(b"x"))  # no exception
-    assert wrapper.protocol.calls[-1] == "data_received"
+    assert wrapper.protocol.events[-1] == "data"
     assert wrapper.violations == seen and len(seen) == 1
 
 
@@ -278,96 +243,6 @@ STREAM_PROTOCOLS: dict[str, Callable[[], Callable[[], Any]]] = {
 }
 
 
-class Peer:
-    """A non-blocking client socket, read between loop passes."""
-
-    def __init__(self, reactor: Reactor, address: Any) -> None:
-        self.reactor = reactor
-        self.sock = socket.create_connection(address, timeout=5)
-        self.sock.setblocking(False)
-        self.received = bytearray()
-        self.eof = False
-        self.error: OSError | None = None
-
-    def pump(self) -> None:
-        while not self.eof and self.error is None:
-            try:
-                data = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self.error = exc
-                return
-            if not data:
-                self.eof = True
-                return
-            self.received += data
-
-    def read_until(self, condition: Callable[[], object]) -> None:
-        def check() -> object:
-            self.pump()
-            return condition()
-
-        run_until(self.reactor, check)
-
-    def line(self) -> bytes:
-        self.read_until(lambda: b"\n" in self.received)
-        end = self.received.index(b"\n") + 1
-        line = bytes(self.received[:end])
-        del self.received[:end]
-        return line
-
-    def until_closed(self) -> None:
-        self.read_until(lambda: self.eof or self.error is not None)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reset(self) -> None:
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-        self.sock.close()
-
-
-class Server:
-    """A debug-mode listener that keeps its connections; ``checker(conn)`` is the wrapper the
-    reactor put between the connection and the protocol."""
-
-    def __init__(self, reactor: Reactor, factory: Callable[[], Any]) -> None:
-        self.reactor = reactor
-        self.listener = reactor.listen_tcp(factory, "127.0.0.1", 0)
-        self.peers: list[Peer] = []
-
-    def connect(self) -> tuple[Peer, Connection]:
-        known = set(self.listener.connections)
-        peer = Peer(self.reactor, self.listener.address)
-        self.peers.append(peer)
-        run_until(self.reactor, lambda: set(self.listener.connections) - known)
-        [conn] = set(self.listener.connections) - known
-        return peer, conn
-
-    def close(self) -> None:
-        for connection in list(self.listener.connections):
-            connection.abort()
-        self.listener.close()
-        for peer in self.peers:
-            peer.sock.close()
-        self.reactor.run_once(0)
-
-
-@pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
-    servers: list[Server] = []
-
-    def start(factory: Callable[[], Any]) -> Server:
-        server = Server(reactor, factory)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def checker(transport: Any) -> CheckedProtocol:
     """The CheckedProtocol debug mode wrapped around ``transport``'s protocol."""
     wrapper = transport._protocol
@@ -394,12 +269,12 @@ def assert_clean(reactor: Reactor, *transports: Any) -> None:
 def send_and_wait(peer: Peer, conn: Connection, data: bytes) -> None:
     target = conn.bytes_received + len(data)
     peer.send(data)
-    run_until(peer.reactor, lambda: conn.bytes_received >= target)
+    peer.pump_until(lambda: conn.bytes_received >= target)
 
 
 def end_by_half_close(reactor: Reactor, peer: Peer, conn: Connection) -> None:
     send_and_wait(peer, conn, b"hello\n")
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.finish()
     peer.until_closed()
     assert peer.eof and peer.error is None
     run_until(reactor, lost(conn))
@@ -448,7 +323,7 @@ ENDINGS: dict[str, Callable[[Reactor, Peer, Connection], None]] = {
 def test_stream_protocol_keeps_the_contract_through_each_ending(
         reactor: Reactor, serve: Callable[..., Server], protocol: str, ending: str) -> None:
     server = serve(STREAM_PROTOCOLS[protocol]())
-    peer, conn = server.connect()
+    peer, conn = server.peer()
     ENDINGS[ending](reactor, peer, conn)
     assert checker(conn).counts["data_received"]
     assert_clean(reactor, conn)
@@ -461,34 +336,25 @@ REQUEST = b"a" * 60000 + b"\n"
 def test_stream_protocol_keeps_the_contract_across_a_watermark_pause_and_resume(
         reactor: Reactor, serve: Callable[..., Server], protocol: str) -> None:
     server = serve(STREAM_PROTOCOLS[protocol]())
-    peer, conn = server.connect()
-    outgoing = bytearray()
+    peer, conn = server.peer()
     requests = 0
-
-    def send_some() -> None:
-        try:
-            del outgoing[:peer.sock.send(outgoing)]
-        except BlockingIOError:
-            pass
+    peer.reading = False  # the client reads nothing until the server pauses
 
     def send_until_paused() -> bool:
         nonlocal requests
         if checker(conn).counts["pause_writing"]:
             return True
-        if not outgoing:
-            outgoing.extend(REQUEST)  # at most one request per pass
+        if not peer.outgoing:
+            peer.send(REQUEST)  # at most one request per pass
             requests += 1
-        send_some()
+        peer.pump()
         return False
 
-    run_until(reactor, send_until_paused, timeout=10)  # the client reads nothing meanwhile
-
-    def drained() -> bool:
-        send_some()  # the rest of a request the kernel took only part of
-        return not outgoing and checker(conn).counts["resume_writing"]
-
-    peer.read_until(drained)
-    peer.sock.shutdown(socket.SHUT_WR)
+    run_until(reactor, send_until_paused, timeout=10)
+    peer.reading = True
+    # pump_until also sends the rest of a request the kernel took only part of.
+    peer.pump_until(lambda: not peer.outgoing and checker(conn).counts["resume_writing"])
+    peer.finish()
     peer.until_closed()
     run_until(reactor, lost(conn))
     reply = {"echo": REQUEST, "uppercase": REQUEST.upper(),
@@ -504,9 +370,9 @@ def test_stream_protocol_keeps_the_contract_across_a_watermark_pause_and_resume(
 def test_chat_members_talking_quitting_and_asking_for_stats_keep_the_contract(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     server = serve(ChatRoom().protocol_factory)
-    alice, alice_conn = server.connect()
+    alice, alice_conn = server.peer()
     assert alice.line().startswith(b"* welcome, you are ")
-    bob, bob_conn = server.connect()
+    bob, bob_conn = server.peer()
     assert bob.line().startswith(b"* welcome, you are ")
     assert alice.line().endswith(b" joined\n")
     assert checker(bob_conn).name == bob_conn.peer_name  # the member's own attribute
@@ -520,7 +386,7 @@ def test_chat_members_talking_quitting_and_asking_for_stats_keep_the_contract(
     assert alice.line() == f"* {bob_conn.peer_name} left\n".encode()
     bob.sock.close()
     run_until(reactor, lost(bob_conn))
-    alice.sock.shutdown(socket.SHUT_WR)
+    alice.finish()
     alice.until_closed()
     run_until(reactor, lost(alice_conn))
     assert_clean(reactor, alice_conn, bob_conn)
@@ -529,8 +395,8 @@ def test_chat_members_talking_quitting_and_asking_for_stats_keep_the_contract(
 def test_chat_member_that_stops_reading_is_paused_then_resumed_within_the_contract(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     server = serve(ChatRoom().protocol_factory)
-    alice, alice_conn = server.connect()
-    bob, bob_conn = server.connect()
+    alice, alice_conn = server.peer()
+    bob, bob_conn = server.peer()
     alice.line()
     alice.line()  # welcome, then bob joined
     message = b"m" * 4000 + b"\n"
@@ -544,9 +410,9 @@ def test_chat_member_that_stops_reading_is_paused_then_resumed_within_the_contra
 
     run_until(reactor, alice_talks_bob_does_not_read, timeout=10)
     assert bob_conn.get_write_buffer_size() < 1024 * 1024  # paused, not cut off as too slow
-    bob.read_until(lambda: checker(bob_conn).counts["resume_writing"])
+    bob.pump_until(lambda: checker(bob_conn).counts["resume_writing"])
     for peer in (alice, bob):
-        peer.sock.shutdown(socket.SHUT_WR)
+        peer.finish()
     for peer in (alice, bob):
         peer.until_closed()
     run_until(reactor, lambda: lost(alice_conn)() and lost(bob_conn)())
@@ -601,7 +467,7 @@ def test_transport_protocol_is_the_users_protocol_in_debug_mode(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     made: list[EchoProtocol] = []
     server = serve(keeping(EchoProtocol, made))
-    peer, conn = server.connect()
+    peer, conn = server.peer()
     assert conn.protocol is made[0]
     assert made[0].transport is conn
     udp = reactor.listen_udp(UdpEchoProtocol, "127.0.0.1", 0)
@@ -648,7 +514,7 @@ def test_debug_mode_reports_data_delivered_after_close_by_a_broken_connection(
     reactor = Reactor(debug=True)
     try:
         server = Server(reactor, Flood)
-        peer, conn = server.connect()
+        peer, conn = server.peer()
         assert conn.get_write_buffer_size() > 0
         conn.close()
         assert conn.state is ConnectionState.CLOSING
@@ -681,7 +547,7 @@ def test_no_resume_writing_is_delivered_after_close(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     made: list[Producer] = []
     server = serve(keeping(Producer, made))
-    peer, conn = server.connect()
+    peer, conn = server.peer()
     assert made[0].calls == [("pause_writing", False)]
     conn.close()
     peer.until_closed()  # reads everything: the queue drains below the low-water mark

@@ -45,8 +45,22 @@ def test_a_bad_port_names_the_flag_not_a_function() -> None:
     assert "port_number" not in result.stderr
 
 
-def test_chat_help_does_not_offer_workers() -> None:
-    assert "--workers" not in run("chat_server", "--help").stdout
+def test_chat_help_offers_workers_only_with_redis() -> None:
+    text = " ".join(run("chat_server", "--help").stdout.split())
+    assert "--workers N" in text and "--redis URL" in text
+    assert "share the room through this Redis (needed for --workers)" in text
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["--redis", "http://h"], "argument --redis: 'http://h': expected redis://"),
+    (["--redis", "redis://h:99999"], "argument --redis: 'redis://h:99999': not a port number"),
+    (["--room", "two words"], "argument --room: 1 to 64 letters"),
+    (["--redis-expiry", "0"], "argument --redis-expiry: must be a positive number"),
+])
+def test_chat_redis_flags_are_checked(args: list[str], complaint: str) -> None:
+    result = run("chat_server", *args)
+    assert result.returncode == 2
+    assert complaint in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args, complaint", [
@@ -100,7 +114,18 @@ def test_trace_json_to_a_bad_path_is_one_line_and_status_2(program: str, args: l
 
 
 @pytest.mark.parametrize("program, limit", [("chat_server", "4096"),
+                                            ("chat_server", "would pass --max-pending-bytes is "
+                                                            "disconnected"),
+                                            ("chat_server", "(default: 1048576)"),
+                                            ("chat_server", "Names are 1 to 32 characters"),
                                             ("uppercase_server", "65536"),
                                             ("echo_server", "1 MiB (1048576 bytes)")])
 def test_help_states_the_limits_that_close_a_connection(program: str, limit: str) -> None:
     assert limit in " ".join(run(program, "--help").stdout.split())
+
+
+def test_chat_refuses_a_pending_limit_that_is_not_a_positive_count() -> None:
+    result = run("chat_server", "--max-pending-bytes", "0")
+    assert result.returncode == 2
+    assert last_line(result.stderr).endswith(
+        "argument --max-pending-bytes: must be at least 1, not 0"), result.stderr

@@ -10,8 +10,9 @@ from __future__ import annotations
 import array
 import errno
 import logging
+import os
+import signal
 import socket
-import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,128 +22,25 @@ import reactor.connection as connection_module
 from reactor import ByteBuffer, Protocol, Reactor
 from reactor.connection import ALLOWED_TRANSITIONS, Connection, ConnectionState
 from reactor.transport import HIGH_WATER_BYTES, LOW_WATER_BYTES
-from reactor.listener import Listener
 from reactor.poller import EVENT_READ, EVENT_WRITE
-from tests.helpers import run_until
+from tests.helpers import (
+    Peer,
+    Recorder,
+    Server,
+    pump_until,
+    recorder_of,
+    run_until,
+)
+from tests.resets import close_with_reset
 
 S = ConnectionState
 #: More than the kernel's send plus receive buffers on loopback, so some of it must queue.
 BULK = bytes(range(256)) * (16 * 1024 * 1024 // 256)
-LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def same(a: bytes | bytearray, b: bytes | bytearray) -> bool:
     """Equality without pytest diffing megabytes on failure."""
     return len(a) == len(b) and a == b
-
-
-class Recorder(Protocol):
-    """Records every event in order; echoes and/or keeps what arrives, as told."""
-
-    def __init__(self, *, echo: bool = False, keep_open: bool = False,
-                 consume: bool = True) -> None:
-        self.echo = echo
-        self.keep_open = keep_open
-        self.consume = consume
-        self.events: list[str] = []
-        self.received = bytearray()
-        self.conn: Connection | None = None
-        self.lost_with: list[BaseException | None] = []
-        self.sizes_at_pause: list[int] = []
-        self.sizes_at_resume: list[int] = []
-
-    def connection_made(self, transport: Connection) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.conn = transport
-        self.events.append("made")
-
-    def data_received(self, buffer: ByteBuffer) -> None:
-        self.events.append("data")
-        if self.consume:
-            data = buffer.take()
-            self.received += data
-            if self.echo:
-                assert self.conn is not None
-                self.conn.write(data)
-
-    def eof_received(self) -> bool:
-        self.events.append("eof")
-        return self.keep_open
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        self.events.append("lost")
-        self.lost_with.append(exc)
-
-    def pause_writing(self) -> None:
-        self.events.append("pause")
-        assert self.conn is not None
-        self.sizes_at_pause.append(self.conn.get_write_buffer_size())
-        super().pause_writing()
-
-    def resume_writing(self) -> None:
-        self.events.append("resume")
-        assert self.conn is not None
-        self.sizes_at_resume.append(self.conn.get_write_buffer_size())
-        super().resume_writing()
-
-    @property
-    def lost(self) -> bool:
-        return "lost" in self.events
-
-
-class Peer:
-    """A plain non-blocking client socket: ``pump()`` sends what is pending and reads what came."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self.sock = sock
-        self.outgoing = bytearray()
-        self.shutdown_when_sent = False
-        self.received = bytearray()
-        self.eof = False
-        self.error: OSError | None = None
-        self.reading = True
-
-    def send(self, data: bytes) -> None:
-        self.outgoing += data
-
-    def finish(self) -> None:
-        """``shutdown(SHUT_WR)`` once everything pending has been sent."""
-        self.shutdown_when_sent = True
-
-    def pump(self) -> None:
-        if self.outgoing and self.error is None:
-            try:
-                sent = self.sock.send(self.outgoing)
-                del self.outgoing[:sent]
-            except BlockingIOError:
-                pass
-        if not self.outgoing and self.shutdown_when_sent:
-            self.shutdown_when_sent = False
-            self.sock.shutdown(socket.SHUT_WR)
-        while self.reading and not self.eof and self.error is None:
-            try:
-                data = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                self.error = exc
-                break
-            if not data:
-                self.eof = True
-                break
-            self.received += data
-
-
-def pump_until(reactor: Reactor, peers: list[Peer], condition: Callable[[], object],
-               timeout: float = 5.0) -> None:
-    def step() -> object:
-        for peer in peers:
-            peer.pump()
-        return condition()
-
-    run_until(reactor, step, timeout)
 
 
 def recv_until_error_or_eof(
@@ -160,60 +58,6 @@ def recv_until_error_or_eof(
             total += len(data)
     except (ConnectionResetError, BrokenPipeError) as exc:
         return total, exc
-
-
-class Server:
-    """A listener whose protocols are kept, in accept order."""
-
-    def __init__(self, reactor: Reactor, factory: Callable[[], Protocol]) -> None:
-        self.reactor = reactor
-        self.protocols: list[Any] = []
-        self.clients: list[socket.socket] = []
-
-        def make() -> Protocol:
-            protocol = factory()
-            self.protocols.append(protocol)
-            return protocol
-
-        self.listener: Listener = reactor.listen_tcp(make, "127.0.0.1", 0)
-
-    def connect(self) -> tuple[socket.socket, Any]:
-        """A blocking connect, then loop passes until the server side exists."""
-        client = socket.create_connection(self.listener.address, timeout=5)
-        self.clients.append(client)
-        count = len(self.protocols)
-        run_until(self.reactor, lambda: len(self.protocols) > count, timeout=5.0)
-        return client, self.protocols[count]
-
-    def peer(self) -> tuple[Peer, Any]:
-        client, protocol = self.connect()
-        return Peer(client), protocol
-
-    def close(self) -> None:
-        for connection in list(self.listener.connections):
-            connection.abort()
-        for protocol in self.protocols:
-            conn = getattr(protocol, "conn", None)
-            if conn is not None:
-                conn.abort()
-        self.listener.close()
-        for client in self.clients:
-            client.close()
-        self.reactor.run_once(0)
-
-
-@pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(factory: Callable[[], Protocol] = Recorder, **options: Any) -> Server:
-        server = Server(reactor, (lambda: factory(**options)) if options else factory)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.fixture
@@ -247,23 +91,24 @@ def mask(reactor: Reactor, conn: Connection) -> int:
 
 
 def test_echo_round_trip_returns_every_byte(reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(Recorder, echo=True)
-    peer, protocol = server.peer()
+    server = serve(lambda: Recorder(echo=True))
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     message = b"hello, reactor\n" * 1000
     peer.send(message)
     pump_until(reactor, [peer], lambda: len(peer.received) >= len(message))
     assert same(peer.received, message)
     assert same(protocol.received, message)
-    assert protocol.conn.get_write_buffer_size() == 0
-    assert protocol.conn.state is S.OPEN
+    assert conn.get_write_buffer_size() == 0
+    assert conn.state is S.OPEN
 
 
 def test_small_write_goes_straight_to_the_socket_without_queueing(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    client, protocol = server.connect()
-    conn = protocol.conn
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     conn.write(b"direct")
     assert conn.get_write_buffer_size() == 0
     assert mask(reactor, conn) == EVENT_READ
@@ -274,9 +119,9 @@ def test_small_write_goes_straight_to_the_socket_without_queueing(
 def test_write_queues_tail_when_send_is_partial_and_registers_the_writer(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     peer.reading = False
     conn.write(BULK)
     queued = conn.get_write_buffer_size()
@@ -297,9 +142,9 @@ def test_write_queues_tail_when_send_is_partial_and_registers_the_writer(
 def test_many_small_writes_behind_a_full_socket_arrive_in_order(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     conn.write(BULK)
     pieces = [b"%06d|" % i * 20 for i in range(2000)]  # queued: go out by vectored sendmsg
     conn.writelines(pieces)
@@ -312,9 +157,9 @@ def test_many_small_writes_behind_a_full_socket_arrive_in_order(
 def test_pause_and_resume_writing_strictly_alternate_across_the_watermarks(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     assert conn.get_write_buffer_limits() == (HIGH_WATER_BYTES, LOW_WATER_BYTES)
     chunk = BULK[: 64 * 1024]
     expected = bytearray()
@@ -337,9 +182,9 @@ def test_pause_and_resume_writing_strictly_alternate_across_the_watermarks(
 def test_default_back_pressure_stops_reading_while_writing_is_paused(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(lambda: Recorder(back_pressure=True))  # what Protocol does by default
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     assert conn.is_reading()
     peer.reading = False
     conn.write(BULK)
@@ -408,9 +253,9 @@ def test_changing_the_marks_pauses_or_resumes_at_once(
 def test_pause_reading_holds_input_until_resume_reading(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     conn.pause_reading()
     assert not conn.is_reading()
     assert mask(reactor, conn) == 0
@@ -435,13 +280,14 @@ def test_unconsumed_input_stays_in_the_buffer_for_the_next_call(
                 lines.append(line)
 
     server = serve(Lines)
-    peer, protocol = server.peer()
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     peer.send(b"one\ntw")
     pump_until(reactor, [peer], lambda: lines == [b"one"])
-    assert len(protocol.conn.recv_buffer) == 2
+    assert len(conn.recv_buffer) == 2
     peer.send(b"o\n")
     pump_until(reactor, [peer], lambda: lines == [b"one", b"two"])
-    assert len(protocol.conn.recv_buffer) == 0
+    assert len(conn.recv_buffer) == 0
 
 
 @pytest.mark.parametrize("bad", ["text", ByteBuffer(b"the receive buffer")])
@@ -468,7 +314,7 @@ def test_write_of_bytearray_is_copied_when_queued(
     data = bytearray(b"A" * 100_000)
     conn.write(data)
     data[:] = b"B" * 100_000
-    peer = Peer(theirs)
+    peer = Peer(reactor, theirs)
     pump_until(reactor, [peer], lambda: len(peer.received) >= 1024 * 1024 + 100_000)
     assert same(peer.received, BULK[: 1024 * 1024] + b"A" * 100_000)
 
@@ -480,7 +326,7 @@ def test_write_of_a_multi_byte_memoryview_sends_every_byte(
     items = array.array("H", range(65536)) * 8  # 1 MiB: more than a socketpair takes at once
     expected = items.tobytes()
     conn.write(memoryview(items))
-    peer = Peer(theirs)
+    peer = Peer(reactor, theirs)
     pump_until(reactor, [peer], lambda: len(peer.received) >= len(expected)
                or conn.get_write_buffer_size() == 0, timeout=2.0)
     for _ in range(5):
@@ -504,9 +350,9 @@ def test_write_after_close_is_dropped(pair_connection: Callable[..., Any]) -> No
 def test_repr_shows_fd_peer_state_and_buffer_sizes(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    client, protocol = server.connect()
-    conn = protocol.conn
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     text = repr(conn)
     host, port = client.getsockname()
     assert f"fd={conn.fileno()}" in text
@@ -545,8 +391,9 @@ def test_illegal_state_transition_raises(
 def test_peer_half_close_gets_every_echoed_byte_then_eof(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve(Recorder, echo=True)
-    peer, protocol = server.peer()
+    server = serve(lambda: Recorder(echo=True))
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     message = BULK[: 3 * 1024 * 1024]
     peer.send(message)
     peer.finish()
@@ -558,15 +405,15 @@ def test_peer_half_close_gets_every_echoed_byte_then_eof(
     assert protocol.events[0] == "made"
     assert protocol.events[-2:] == ["eof", "lost"]
     assert protocol.lost_with == [None]
-    assert protocol.conn.state is S.CLOSED
+    assert conn.state is S.CLOSED
 
 
 def test_eof_received_returning_true_keeps_the_connection_half_closed(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve(Recorder, keep_open=True)
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(lambda: Recorder(keep_open=True))
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     peer.send(b"request")
     peer.finish()
     pump_until(reactor, [peer], lambda: "eof" in protocol.events)
@@ -588,21 +435,22 @@ def test_eof_received_returning_true_keeps_the_connection_half_closed(
 def test_write_eof_after_the_peer_eof_closes(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve(Recorder, keep_open=True)
-    peer, protocol = server.peer()
+    server = serve(lambda: Recorder(keep_open=True))
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     peer.finish()
-    pump_until(reactor, [peer], lambda: protocol.conn.state is S.HALF_CLOSED)
-    protocol.conn.write_eof()
-    assert protocol.conn.state is S.CLOSED
+    pump_until(reactor, [peer], lambda: conn.state is S.HALF_CLOSED)
+    conn.write_eof()
+    assert conn.state is S.CLOSED
     pump_until(reactor, [peer], lambda: peer.eof and protocol.lost)
 
 
 def test_write_eof_sends_fin_while_still_reading_the_peer(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     conn.write(b"last words")
     conn.write_eof()
     assert conn.state is S.WRITE_SHUT
@@ -625,9 +473,9 @@ def test_write_eof_sends_fin_while_still_reading_the_peer(
 def test_write_eof_waits_for_the_queue_to_drain_before_fin(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     conn.write(BULK)
     conn.write_eof()
     assert conn.state is S.WRITE_SHUT
@@ -643,9 +491,9 @@ def test_write_eof_waits_for_the_queue_to_drain_before_fin(
 def test_close_flushes_queued_data_before_closing(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
-    conn = protocol.conn
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     conn.write(BULK)
     conn.close()
     assert conn.state is S.CLOSING
@@ -672,7 +520,8 @@ def test_lingering_close_delivers_the_reply_then_eof_not_a_reset(
                 self.conn.close()
 
     server = serve(ReplyAndClose)
-    client, protocol = server.connect()
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     client.setblocking(False)
     sent = 0
     try:  # far more than one recv() takes: the rest is unread when the server closes
@@ -681,8 +530,8 @@ def test_lingering_close_delivers_the_reply_then_eof_not_a_reset(
     except BlockingIOError:
         pass
     assert sent > connection_module.MAX_READ_BYTES
-    run_until(reactor, lambda: protocol.conn.is_closing())
-    assert protocol.conn.state is S.CLOSING  # lingering: discarding input, waiting for FIN
+    run_until(reactor, lambda: conn.is_closing())
+    assert conn.state is S.CLOSING  # lingering: discarding input, waiting for FIN
     received, error = recv_until_error_or_eof(client)
     assert error is None
     assert received == len(b"goodbye\n")
@@ -696,10 +545,11 @@ def test_lingering_close_gives_up_after_the_linger_timeout(
     reactor: Reactor, serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(connection_module, "CLOSE_LINGER_SECONDS", 0.1)
-    server = serve()
-    client, protocol = server.connect()
-    protocol.conn.close()
-    assert protocol.conn.state is S.CLOSING
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
+    conn.close()
+    assert conn.state is S.CLOSING
     run_until(reactor, lambda: protocol.lost, timeout=2.0)
     assert protocol.lost_with == [None]
     client.settimeout(2)
@@ -707,9 +557,9 @@ def test_lingering_close_gives_up_after_the_linger_timeout(
 
 
 def test_abort_resets_the_peer(reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve()
-    client, protocol = server.connect()
-    conn = protocol.conn
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     conn.abort()
     assert conn.state is S.CLOSED
     assert "lost" not in protocol.events
@@ -722,9 +572,9 @@ def test_abort_resets_the_peer(reactor: Reactor, serve: Callable[..., Server]) -
 
 
 def test_abort_drops_the_send_queue(reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve()
-    client, protocol = server.connect()
-    conn = protocol.conn
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     conn.write(BULK)
     assert conn.get_write_buffer_size() > 0
     conn.abort()
@@ -740,13 +590,12 @@ def test_abort_drops_the_send_queue(reactor: Reactor, serve: Callable[..., Serve
 def test_peer_reset_while_data_is_queued_reports_the_error_once(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    client, protocol = server.connect()
-    conn = protocol.conn
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     conn.write(BULK)
     assert conn.get_write_buffer_size() > 0
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-    client.close()
+    close_with_reset(client)
     run_until(reactor, lambda: protocol.lost, timeout=2.0)
     for _ in range(3):
         reactor.run_once(0)
@@ -763,9 +612,9 @@ def test_peer_reset_while_data_is_queued_reports_the_error_once(
 def test_close_then_abort_delivers_connection_lost_once(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    client, protocol = server.connect()
-    conn = protocol.conn
+    server = serve(Recorder)
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     conn.write(BULK)
     conn.close()
     conn.close()
@@ -784,8 +633,9 @@ def test_close_then_abort_delivers_connection_lost_once(
 def test_callback_order_is_made_data_eof_lost_exactly_once(
     reactor: Reactor, serve: Callable[..., Server]
 ) -> None:
-    server = serve()
-    peer, protocol = server.peer()
+    server = serve(Recorder)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     for part in (b"one", b"two", b"three"):
         peer.send(part)
         pump_until(reactor, [peer], lambda: protocol.received.endswith(part))
@@ -803,16 +653,57 @@ def test_callback_order_is_made_data_eof_lost_exactly_once(
     assert protocol.received == b"onetwothree"
 
 
+class SignalledWhenClosed(socket.socket):
+    """A socket whose ``close()`` is followed at once by a SIGUSR1 to this process: as when the
+    peer, the moment it sees our FIN, has someone signal us (a test sending SIGTERM to a server
+    whose last client just left). Python runs the handler at its next bytecode, so inside the
+    reactor's teardown, right after the ``close()``."""
+
+    signalled = False
+
+    def close(self) -> None:
+        super().close()
+        if not self.signalled:
+            self.signalled = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_what_the_close_of_a_socket_causes_is_handled_after_its_connection_lost(
+    reactor: Reactor,
+) -> None:
+    order: list[str] = []
+
+    class Noted(Recorder):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            super().connection_lost(exc)
+            order.append("connection_lost")
+
+    previous = signal.getsignal(signal.SIGUSR1)
+    reactor.add_signal_handler(signal.SIGUSR1, order.append, "signal")
+    ours, theirs = socket.socketpair()
+    try:
+        conn = Connection(reactor, SignalledWhenClosed(fileno=ours.detach()), Noted(), "pair")
+        conn._start()
+        conn.abort()  # the socket closes now; connection_lost is due on the next pass
+        run_until(reactor, lambda: len(order) == 2)
+        assert order == ["connection_lost", "signal"]
+    finally:
+        reactor.remove_signal_handler(signal.SIGUSR1)
+        theirs.close()
+    assert signal.getsignal(signal.SIGUSR1) is previous
+
+
 @pytest.mark.parametrize("how", ["close", "abort"])
 def test_connection_lost_comes_on_a_later_pass_not_inside_close(
     reactor: Reactor, serve: Callable[..., Server], how: str
 ) -> None:
-    server = serve(Recorder, keep_open=True)
-    peer, protocol = server.peer()
+    server = serve(lambda: Recorder(keep_open=True))
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     peer.finish()
-    pump_until(reactor, [peer], lambda: protocol.conn.state is S.HALF_CLOSED)
-    getattr(protocol.conn, how)()
-    assert protocol.conn.state is S.CLOSED  # torn down at once...
+    pump_until(reactor, [peer], lambda: conn.state is S.HALF_CLOSED)
+    getattr(conn, how)()
+    assert conn.state is S.CLOSED  # torn down at once...
     assert "lost" not in protocol.events  # ...but told on the next pass
     reactor.run_once(0)
     assert protocol.events[-1] == "lost"
@@ -826,9 +717,10 @@ def test_nothing_is_delivered_after_close(reactor: Reactor, serve: Callable[...,
             self.conn.close()
 
     server = serve(CloseOnFirstData)
-    peer, protocol = server.peer()
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     peer.send(b"first")
-    pump_until(reactor, [peer], lambda: protocol.conn.is_closing())
+    pump_until(reactor, [peer], lambda: conn.is_closing())
     peer.send(b"second, ignored")
     peer.finish()
     pump_until(reactor, [peer], lambda: peer.eof and protocol.lost)
@@ -846,9 +738,11 @@ def test_exception_in_data_received_aborts_only_that_connection(
             if b"boom" in self.received:
                 raise ValueError("protocol bug")
 
-    server = serve(Fragile, echo=True)
-    bad, bad_protocol = server.peer()
-    good, good_protocol = server.peer()
+    server = serve(lambda: Fragile(echo=True))
+    bad, bad_conn = server.peer()
+    bad_protocol = recorder_of(bad_conn)
+    good, good_conn = server.peer()
+    good_protocol = recorder_of(good_conn)
     with caplog.at_level(logging.ERROR, logger="reactor"):
         bad.send(b"boom")
         pump_until(reactor, [bad, good], lambda: bad_protocol.lost)
@@ -863,7 +757,7 @@ def test_exception_in_data_received_aborts_only_that_connection(
     assert isinstance(bad.error, ConnectionResetError)
     good.send(b"still served")
     pump_until(reactor, [good], lambda: good.received == b"still served")
-    assert good_protocol.conn.state is S.OPEN
+    assert good_conn.state is S.OPEN
 
 
 def test_exception_in_connection_made_aborts_only_that_connection(
@@ -878,18 +772,20 @@ def test_exception_in_connection_made_aborts_only_that_connection(
             if made[0] == 1:
                 raise RuntimeError("cannot start")
 
-    server = serve(FirstOneFails, echo=True)
+    server = serve(lambda: FirstOneFails(echo=True))
     with caplog.at_level(logging.ERROR, logger="reactor"):
-        bad, bad_protocol = server.peer()
+        bad, bad_conn = server.peer()
+        bad_protocol = recorder_of(bad_conn)
         run_until(reactor, lambda: bad_protocol.lost)
     assert bad_protocol.events == ["made", "lost"]
     assert isinstance(bad_protocol.lost_with[0], RuntimeError)
     assert any("connection_made" in r.getMessage() and r.exc_info for r in caplog.records)
     pump_until(reactor, [bad], lambda: bad.error is not None or bad.eof)
-    good, good_protocol = server.peer()
+    good, good_conn = server.peer()
+    good_protocol = recorder_of(good_conn)
     good.send(b"hello")
     pump_until(reactor, [good], lambda: good.received == b"hello")
-    assert good_protocol.conn.state is S.OPEN
+    assert good_conn.state is S.OPEN
 
 
 def test_exception_in_connection_lost_is_logged(
@@ -901,12 +797,13 @@ def test_exception_in_connection_lost_is_logged(
             raise KeyError("in connection_lost")
 
     server = serve(BadLoss)
-    client, protocol = server.connect()
+    client, conn = server.connect()
+    protocol = recorder_of(conn)
     with caplog.at_level(logging.ERROR, logger="reactor"):
-        protocol.conn.abort()
+        conn.abort()
         run_until(reactor, lambda: protocol.lost)
     assert any("connection_lost" in r.getMessage() for r in caplog.records)
-    assert protocol.conn not in server.listener.connections
+    assert conn not in server.listener.connections
 
 
 def test_unconsumed_input_beyond_the_read_limit_closes_with_a_warning(
@@ -917,13 +814,14 @@ def test_unconsumed_input_beyond_the_read_limit_closes_with_a_warning(
             super().connection_made(transport)
             transport.set_read_buffer_limit(1000)
 
-    server = serve(Hoarder, consume=False)
-    peer, protocol = server.peer()
+    server = serve(lambda: Hoarder(consume=False))
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
     with caplog.at_level(logging.WARNING, logger="reactor.connection"):
         peer.send(b"x" * 5000)
         pump_until(reactor, [peer], lambda: peer.eof)
-    assert protocol.conn.state is S.CLOSING
-    assert len(protocol.conn.recv_buffer) == 0
+    assert conn.state is S.CLOSING
+    assert len(conn.recv_buffer) == 0
     [record] = [r for r in caplog.records if "not consumed" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert "limit 1000" in record.getMessage()
@@ -953,8 +851,9 @@ def test_close_from_resume_writing_arms_a_single_linger_timer(
             self.conn.close()
 
     server = serve(CloseWhenDrained)
-    peer, protocol = server.peer()
-    protocol.conn.write(BULK)
+    peer, conn = server.peer()
+    protocol = recorder_of(conn)
+    conn.write(BULK)
     pump_until(reactor, [peer], lambda: peer.eof)
     assert same(peer.received, BULK)
     peer.sock.close()

@@ -16,16 +16,8 @@ import reactor.connector as connector_module
 from reactor import ByteBuffer, Protocol, Reactor
 from reactor.connection import Connection, ConnectionState
 from reactor.connector import Connector
-from tests.helpers import run_until
-
-
-def ipv6_loopback_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
+from tests.helpers import Echo, run_until
+from tests.processes import ipv6_loopback_available
 
 
 class Client(Protocol):
@@ -48,12 +40,6 @@ class Client(Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
         self.log.append(("lost", exc))
-
-
-class Echo(Protocol):
-    def data_received(self, buffer: ByteBuffer) -> None:
-        assert self.transport is not None
-        self.transport.write(buffer.take())
 
 
 class Attempt:

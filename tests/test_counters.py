@@ -74,22 +74,13 @@ class SlowReader(Protocol):
         busy_wait(BUSY_SECONDS)
 
 
-@pytest.fixture
-def serve(reactor: Reactor) -> Iterator[Callable[[Callable[[], Any]], Server]]:
-    """As conftest's ``serve``, with non-blocking clients (``receive`` below runs the loop)."""
-    servers: list[Server] = []
-    yield start_server(reactor, servers, blocking_clients=False)
-    for server in servers:
-        server.close()
-
-
 @pytest.fixture(params=SELECTOR_NAMES)
 def manual(request: pytest.FixtureRequest) -> Iterator[tuple[Reactor, ManualClock, Any]]:
     """A debug-mode reactor on a clock that moves only when the test says so, and ``serve``."""
     clock = ManualClock(100.0)
     loop = Reactor(request.param, clock=clock, debug=True)
     servers: list[Server] = []
-    yield loop, clock, start_server(loop, servers, blocking_clients=False)
+    yield loop, clock, start_server(loop, servers)
     for server in servers:
         server.close()
     loop.close()
@@ -97,7 +88,8 @@ def manual(request: pytest.FixtureRequest) -> Iterator[tuple[Reactor, ManualCloc
 
 
 def receive(reactor: Reactor, sock: socket.socket, size: int, timeout: float = 5.0) -> bytes:
-    """Run the loop while the non-blocking client ``sock`` reads exactly ``size`` bytes."""
+    """Run the loop while the non-blocking client ``sock`` (``serve(...,
+    blocking_clients=False)``) reads exactly ``size`` bytes."""
     got = bytearray()
 
     def enough() -> bool:
@@ -138,7 +130,7 @@ def receive_until_eof(reactor: Reactor, sock: socket.socket) -> bytes:
 
 def test_counters_after_an_exchange_match_what_the_peer_sent_and_received(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(EchoProtocol)
+    server = serve(EchoProtocol, blocking_clients=False)
     client, conn = server.connect()
     messages = [b"a" * 100, b"b" * 2000, b"c" * 7]
     for message in messages:
@@ -157,7 +149,7 @@ def test_counters_after_an_exchange_match_what_the_peer_sent_and_received(
 
 def test_partial_sends_count_while_the_peer_does_not_read_then_every_byte_is_counted(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(Flood)
+    server = serve(Flood, blocking_clients=False)
     client, conn = server.connect()
     assert conn.partial_sends == conn.writes == 1
     assert conn.bytes_sent == len(BULK) - conn.get_write_buffer_size() > 0
@@ -170,7 +162,7 @@ def test_partial_sends_count_while_the_peer_does_not_read_then_every_byte_is_cou
 
 def test_a_send_into_a_full_kernel_buffer_counts_as_would_block_not_as_a_write(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(Protocol)
+    server = serve(Protocol, blocking_clients=False)
     client, conn = server.connect()
     # Fill the kernel's send buffer behind the transport's back, through a second descriptor.
     with socket.socket(fileno=os.dup(conn.fileno())) as twin:
@@ -192,7 +184,7 @@ def test_a_send_into_a_full_kernel_buffer_counts_as_would_block_not_as_a_write(
 def test_paused_time_grows_while_paused_and_paused_seconds_adds_up_each_pause(
         manual: tuple[Reactor, ManualClock, Callable[..., Server]]) -> None:
     reactor, clock, serve = manual
-    server = serve(Flood)
+    server = serve(Flood, blocking_clients=False)
     client, conn = server.connect()
     assert conn.pauses == 1
     assert conn.paused_time() == conn.paused_seconds == 0.0
@@ -218,7 +210,7 @@ def test_paused_time_grows_while_paused_and_paused_seconds_adds_up_each_pause(
 
 def test_paused_time_grows_on_the_real_clock(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(Flood)
+    server = serve(Flood, blocking_clients=False)
     client, conn = server.connect()
     first = conn.paused_time()
     start = reactor.time()
@@ -229,7 +221,7 @@ def test_paused_time_grows_on_the_real_clock(
 
 def test_peak_send_buffer_is_the_largest_queue_seen(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(Flood)
+    server = serve(Flood, blocking_clients=False)
     client, conn = server.connect()
     queued = conn.get_write_buffer_size()
     assert conn.peak_send_buffer == queued == len(BULK) - conn.bytes_sent
@@ -241,7 +233,7 @@ def test_peak_send_buffer_is_the_largest_queue_seen(
 
 def test_peak_recv_buffer_counts_input_the_protocol_left_unconsumed(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(Hoarder)
+    server = serve(Hoarder, blocking_clients=False)
     client, conn = server.connect()
     client.sendall(b"a" * 1000)
     run_until(reactor, lambda: conn.bytes_received == 1000)
@@ -269,7 +261,7 @@ def assert_history(conn: Connection, states: list[ConnectionState]) -> None:
 
 def test_history_of_a_connection_the_peer_half_closes(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(EchoProtocol)
+    server = serve(EchoProtocol, blocking_clients=False)
     client, conn = server.connect()
     client.shutdown(socket.SHUT_WR)
     receive_until_eof(reactor, client)
@@ -279,7 +271,7 @@ def test_history_of_a_connection_the_peer_half_closes(
 
 def test_history_of_a_connection_kept_half_open_then_closed(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(KeepOpen)
+    server = serve(KeepOpen, blocking_clients=False)
     client, conn = server.connect()
     client.shutdown(socket.SHUT_WR)
     run_until(reactor, lambda: conn.state is S.HALF_CLOSED)
@@ -290,7 +282,7 @@ def test_history_of_a_connection_kept_half_open_then_closed(
 
 def test_history_of_a_connection_that_wrote_eof_first(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(EchoProtocol)
+    server = serve(EchoProtocol, blocking_clients=False)
     client, conn = server.connect()
     conn.write_eof()
     assert receive_until_eof(reactor, client) == b""
@@ -300,7 +292,7 @@ def test_history_of_a_connection_that_wrote_eof_first(
 
 
 def test_history_of_an_aborted_connection(reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(EchoProtocol)
+    server = serve(EchoProtocol, blocking_clients=False)
     client, conn = server.connect()
     conn.abort()
     assert_history(conn, [S.OPEN, S.CLOSED])
@@ -309,7 +301,7 @@ def test_history_of_an_aborted_connection(reactor: Reactor, serve: Callable[...,
 def test_history_records_when_each_state_was_entered_on_the_loops_clock(
         manual: tuple[Reactor, ManualClock, Callable[..., Server]]) -> None:
     reactor, clock, serve = manual
-    server = serve(EchoProtocol)
+    server = serve(EchoProtocol, blocking_clients=False)
     client, conn = server.connect()
     clock.advance(2.0)
     client.shutdown(socket.SHUT_WR)
@@ -322,7 +314,7 @@ def test_history_records_when_each_state_was_entered_on_the_loops_clock(
 
 def test_stats_has_every_key_and_agrees_with_the_attributes(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(EchoProtocol)
+    server = serve(EchoProtocol, blocking_clients=False)
     client, conn = server.connect()
     client.sendall(b"stats")
     receive(reactor, client, 5)
@@ -393,7 +385,7 @@ def test_slowest_pass_seconds_does_not_count_time_spent_waiting(reactor: Reactor
 
 def test_slowest_pass_seconds_covers_a_slow_data_received(
         reactor: Reactor, serve: Callable[..., Server]) -> None:
-    server = serve(SlowReader)
+    server = serve(SlowReader, blocking_clients=False)
     client, conn = server.connect()
     client.sendall(b"slow")
     run_until(reactor, lambda: conn.bytes_received == 4)
@@ -401,8 +393,6 @@ def test_slowest_pass_seconds_covers_a_slow_data_received(
 
 
 # -- the chat server's /stats -----------------------------------------------------------------------
-
-
 
 
 def join(server: ServerProcess, *present: Client) -> Client:

@@ -230,7 +230,7 @@ def test_trace_shows_accept_recv_eof_state_changes_and_send_on_stderr(
     assert "woke: fd " in trace
     assert f"listener 127.0.0.1:{server.port}  accept  fd=" in trace
     assert f"peer={client.name}" in trace
-    assert re.search(r"  recv  bytes=5  \[recv 5, send 0\]", trace), trace
+    assert re.search(r"  recv  bytes=5  \[recv buffer 5 B, send buffer 0 B\]", trace), trace
     assert "calling data_received" in trace and "data_received returned" in trace
     assert "eof — recv returned 0: the peer sent FIN" in trace
     assert "change=CONNECTING -> OPEN" in trace

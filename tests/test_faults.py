@@ -272,7 +272,7 @@ import pytest
 import reactor.connector as connector_module
 import reactor.datagram as datagram_module
 import reactor.listener as listener_module
-from reactor import ByteBuffer, Protocol, Reactor
+from reactor import Protocol, Reactor
 from reactor.address import bind_socket
 from reactor.checker import CheckedProtocol, checked_factory
 from reactor.connection import LINGER_RESET, Connection, ConnectionState
@@ -293,7 +293,15 @@ from reactor.testing import (
     scripted_listening_socket,
     scripted_socketpair,
 )
-from tests.helpers import SELECTOR_NAMES, fill_socket, run_until
+from tests.helpers import (
+    SELECTOR_NAMES,
+    DatagramRecorder,
+    Echo,
+    ProtocolBug,
+    Recorder,
+    fill_socket,
+    run_until,
+)
 
 S = ConnectionState
 #: A family number no kernel knows: ``socket()`` fails with a real EAFNOSUPPORT.
@@ -303,106 +311,6 @@ MORE_THAN_THE_KERNEL_HOLDS = b"x" * (4 << 20)
 
 needs_proc_fds = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"),
                                     reason="counts open descriptors in /proc/self/fd")
-
-
-# -- protocols that record ---------------------------------------------------------------------
-
-
-class ProtocolBug(Exception):
-    """Raised on purpose by a protocol hook."""
-
-
-class Recorder(Protocol):
-    """Records every event by name; raises ``ProtocolBug`` from the hooks named in ``fail_in``."""
-
-    def __init__(self, *, keep_open: bool = False, fail_in: frozenset[str] = frozenset()) -> None:
-        self.keep_open = keep_open
-        self.fail_in = fail_in
-        self.events: list[str] = []
-        self.received = bytearray()
-        self.lost_with: list[BaseException | None] = []
-        self.conn: Connection | None = None  # kept after connection_lost, unlike ``transport``
-
-    def _event(self, name: str) -> None:
-        self.events.append(name)
-        if name in self.fail_in:
-            raise ProtocolBug(f"{name} failed on purpose")
-
-    def connection_made(self, transport: Connection) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.conn = transport
-        self._event("made")
-
-    def data_received(self, buffer: ByteBuffer) -> None:
-        self.received += buffer.take()
-        self._event("data")
-
-    def eof_received(self) -> bool:
-        self._event("eof")
-        return self.keep_open
-
-    def pause_writing(self) -> None:  # no default back-pressure: these tests are about writing
-        self._event("pause")
-
-    def resume_writing(self) -> None:
-        self._event("resume")
-
-    def idle_timed_out(self, idle_seconds: float) -> None:
-        self._event("idle")
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        self.lost_with.append(exc)
-        self._event("lost")
-
-
-class Echo(Protocol):
-    def __init__(self, made: list[Echo] | None = None) -> None:
-        if made is not None:
-            made.append(self)
-
-    def data_received(self, buffer: ByteBuffer) -> None:
-        assert self.transport is not None
-        self.transport.write(buffer.take())
-
-
-class DatagramRecorder(DatagramProtocol):
-    """Records every event by name; raises ``ProtocolBug`` from the hooks named in ``fail_in``."""
-
-    def __init__(self, *, fail_in: frozenset[str] = frozenset()) -> None:
-        self.fail_in = fail_in
-        self.events: list[str] = []
-        self.datagrams: list[bytes] = []
-        self.errors: list[OSError] = []
-        self.lost_with: list[BaseException | None] = []
-
-    def _event(self, name: str) -> None:
-        self.events.append(name)
-        if name in self.fail_in:
-            raise ProtocolBug(f"{name} failed on purpose")
-
-    def connection_made(self, transport: DatagramTransport) -> None:
-        super().connection_made(transport)
-        self._event("made")
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.datagrams.append(data)
-        self._event("datagram")
-
-    def error_received(self, exc: OSError) -> None:
-        self.errors.append(exc)
-        self._event("error")
-
-    def pause_writing(self) -> None:
-        self._event("pause")
-
-    def resume_writing(self) -> None:
-        self._event("resume")
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        self.lost_with.append(exc)
-        self._event("lost")
 
 
 # -- the harness -------------------------------------------------------------------------------

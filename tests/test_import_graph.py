@@ -162,6 +162,33 @@ def test_the_checker_finds_a_cycle_when_there_is_one() -> None:
     assert runtime_imports(tree, "reactor") == {"reactor.loop", "reactor.loop.Reactor"}
 
 
+PROTOCOLS = PACKAGE.parent / "protocols"
+#: The Redis client's modules: the chat room reaches them only through the bus seam.
+REDIS_CLIENT = {"protocols.resp", "protocols.redis", "protocols.redis_client",
+                "protocols.redis_url", "protocols.chat_redis"}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        for other in graph[stack.pop()]:
+            if other not in seen:
+                seen.add(other)
+                stack.append(other)
+    return seen
+
+
+def test_protocols_have_no_runtime_import_cycle() -> None:
+    assert cycles(import_graph(PROTOCOLS)) == []
+
+
+def test_the_chat_room_never_imports_the_redis_client_even_indirectly() -> None:
+    graph = import_graph(PROTOCOLS)
+    assert reachable(graph, "protocols.chat") & REDIS_CLIENT == set()
+    assert "protocols.chat" not in reachable(graph, "protocols.chat_redis")
+
+
 def main() -> int:
     graph = import_graph(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else PACKAGE)
     width = max(len(name) for name in graph)

@@ -114,7 +114,7 @@ def test_complete_overlong_line_sends_error_and_closes_once() -> None:
     feed(protocol, transport, b"ok\n123456789\nafter\n")
     assert protocol.lines == [b"ok"]
     assert protocol.too_long_calls == 1
-    assert transport.written == b"error: line too long (max 8 bytes)\n"
+    assert transport.written == b"error: line too long (max 8 bytes); closing the connection\n"
     assert transport.closed
 
 
@@ -124,7 +124,7 @@ def test_partial_overlong_line_sends_error_and_closes_once(chunk_size: int) -> N
     transport = connect(protocol)
     feed(protocol, transport, b"x" * 100, chunk_size)
     assert protocol.too_long_calls == 1
-    assert transport.written == b"error: line too long (max 8 bytes)\n"
+    assert transport.written == b"error: line too long (max 8 bytes); closing the connection\n"
     assert transport.closed
     assert len(transport.recv_buffer) == 0
 
@@ -195,7 +195,7 @@ def test_overlong_unterminated_final_line_at_eof_is_rejected() -> None:
     assert protocol.eof_received() is False
     assert protocol.lines == []
     assert protocol.too_long_calls == 1
-    assert transport.written == b"error: line too long (max 8 bytes)\n"
+    assert transport.written == b"error: line too long (max 8 bytes); closing the connection\n"
 
 
 def test_final_line_at_eof_is_not_delivered_after_close() -> None:

@@ -16,43 +16,13 @@ from typing import Any
 
 import pytest
 
-from reactor import ByteBuffer, Protocol, Reactor
+from reactor import Protocol, Reactor
 from reactor.connection import Connection
 from reactor.listener import MAX_ACCEPTS_PER_EVENT, Listener
-from tests.helpers import run_until
+from tests.helpers import Echo, run_until
+from tests.processes import ipv6_loopback_available
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def ipv6_loopback_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-class Echo(Protocol):
-    """Echoes everything; remembers its transport for the test."""
-
-    def __init__(self, made: list[Echo] | None = None) -> None:
-        self.conn: Connection | None = None
-        self.lost_with: list[BaseException | None] = []
-        if made is not None:
-            made.append(self)
-
-    def connection_made(self, transport: Connection) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.conn = transport
-
-    def data_received(self, buffer: ByteBuffer) -> None:
-        assert self.conn is not None
-        self.conn.write(buffer.take())
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        self.lost_with.append(exc)
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ import random
 import select
 import signal
 import socket
-import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -27,9 +25,10 @@ from tests.processes import (
     STARTUP_TIMEOUT,
     TIMEOUT,
     Client,
-    ProxyLauncher,
+    Launcher,
     ProxyProcess,
     exchange,
+    transfer,
     vm_rss_kib,
 )
 
@@ -38,54 +37,6 @@ MiB = 1024 * 1024
 CHAOS = ("--chaos-split", "4096", "--chaos-delay", "0.002", "--seed", "1")
 #: Every chaos reset strikes within 16 KiB (CHAOS_RESET_MAX_BYTES): this is far more.
 RESET_TEST_BYTES = 128 * 1024
-
-
-@pytest.fixture
-def launch() -> Iterator[ProxyLauncher]:
-    launcher = ProxyLauncher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
-
-
-def transfer(sock: socket.socket, data: bytes, rng: random.Random,
-             timeout: float = 2 * TIMEOUT) -> tuple[bytes, bool]:
-    """Send ``data`` in random chunks of 1 byte to 64 KiB while reading what comes back, shut
-    down our write side after the last byte, and read until EOF.
-
-    Returns what was received and whether the connection was reset (ECONNRESET or EPIPE). An EOF
-    before everything was sent ends the transfer early: the caller sees a short reply.
-    """
-    sock.setblocking(False)
-    sent = 0
-    received = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, (f"transfer: sent {sent} of {len(data)} bytes, received "
-                                   f"{len(received)} before the deadline")
-            sending = sent < len(data)
-            readable, writable, _ = select.select([sock], [sock] if sending else [], [],
-                                                  remaining)
-            if writable:
-                try:
-                    sent += sock.send(data[sent:sent + rng.randint(1, 65536)])
-                except BlockingIOError:
-                    pass
-                if sent == len(data):
-                    sock.shutdown(socket.SHUT_WR)
-            if readable:
-                try:
-                    chunk = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    return bytes(received), False
-                received += chunk
-    except (ConnectionResetError, BrokenPipeError):
-        return bytes(received), True
 
 
 def digest(data: bytes) -> str:
@@ -119,12 +70,12 @@ def recv_until_eof(sock: socket.socket) -> bytes:
 
 
 def test_echo_behind_chaos_proxy_returns_one_mib_in_random_chunkings_unchanged(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     server = launch.server("echo_server")
     proxy = launch.proxy(server.port, *CHAOS)
     client = proxy.connect()
     payload = random.Random(1).randbytes(MiB)
-    received, reset = transfer(client.sock, payload, random.Random(2))
+    received, _, reset = transfer(client.sock, payload, rng=random.Random(2))
     assert not reset
     assert digest(received) == digest(payload)
     proxy.stop_cleanly()
@@ -132,7 +83,7 @@ def test_echo_behind_chaos_proxy_returns_one_mib_in_random_chunkings_unchanged(
 
 
 def test_client_half_close_passes_through_and_the_answer_still_arrives_before_eof(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     # The echoes are still on their way through the chaos delays when the client's FIN arrives:
     # a proxy that closed at that FIN would cut them off, one that dropped it would leave the
     # echo server (and so the client) waiting forever.
@@ -148,7 +99,7 @@ def test_client_half_close_passes_through_and_the_answer_still_arrives_before_eo
 
 
 def test_upstream_half_close_passes_through_and_the_client_can_still_send(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     upstream = launch.upstream_socket()
     proxy = launch.proxy(upstream.getsockname()[1], *CHAOS)
     client = proxy.connect()
@@ -165,7 +116,7 @@ def test_upstream_half_close_passes_through_and_the_client_can_still_send(
 
 
 def test_uppercase_behind_chaos_proxy_answers_every_line_in_order(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     # Pieces of 1 to 5 bytes: lines, and UTF-8 characters, arrive cut anywhere.
     server = launch.server("uppercase_server")
     proxy = launch.proxy(server.port, "--chaos-split", "5", "--chaos-delay", "0.001",
@@ -181,7 +132,7 @@ def test_uppercase_behind_chaos_proxy_answers_every_line_in_order(
 
 
 def test_chat_behind_chaos_proxy_delivers_each_members_lines_complete_and_in_order(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     server = launch.server("chat_server")
     proxy = launch.proxy(server.port, *CHAOS)
     members: list[Client] = []
@@ -212,7 +163,7 @@ def test_chat_behind_chaos_proxy_delivers_each_members_lines_complete_and_in_ord
 # -- resets ---------------------------------------------------------------------------------------
 
 
-def test_client_reset_reaches_upstream_as_a_reset(launch: ProxyLauncher) -> None:
+def test_client_reset_reaches_upstream_as_a_reset(launch: Launcher) -> None:
     upstream = launch.upstream_socket()
     proxy = launch.proxy(upstream.getsockname()[1])
     client = proxy.connect()
@@ -225,7 +176,7 @@ def test_client_reset_reaches_upstream_as_a_reset(launch: ProxyLauncher) -> None
     proxy.stop_cleanly()
 
 
-def test_upstream_reset_reaches_the_client_as_a_reset(launch: ProxyLauncher) -> None:
+def test_upstream_reset_reaches_the_client_as_a_reset(launch: Launcher) -> None:
     upstream = launch.upstream_socket()
     proxy = launch.proxy(upstream.getsockname()[1])
     client = proxy.connect()
@@ -245,7 +196,7 @@ def reset_pattern(proxy: ProxyProcess, connections: int) -> list[bool]:
     for index in range(connections):
         payload = random.Random(index).randbytes(RESET_TEST_BYTES)
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT) as sock:
-            received, reset = transfer(sock, payload, random.Random(index))
+            received, _, reset = transfer(sock, payload, rng=random.Random(index))
         cut = reset or received != payload
         if cut:
             assert payload.startswith(received), "what did arrive before the reset is in order"
@@ -254,7 +205,7 @@ def reset_pattern(proxy: ProxyProcess, connections: int) -> list[bool]:
 
 
 def test_chaos_reset_of_every_connection_resets_every_connection(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     server = launch.server("echo_server")
     proxy = launch.proxy(server.port, "--chaos-reset", "1", "--seed", "5")
     assert reset_pattern(proxy, 4) == [True] * 4
@@ -263,7 +214,7 @@ def test_chaos_reset_of_every_connection_resets_every_connection(
 
 
 def test_chaos_reset_of_half_resets_the_same_connections_for_the_same_seed(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     server = launch.server("echo_server")
     chaos = ("--chaos-reset", "0.5", "--seed", "7")
     first = launch.proxy(server.port, *chaos)
@@ -313,7 +264,7 @@ THROTTLE_CHAOS = pytest.mark.parametrize(
 
 @THROTTLE_CHAOS
 def test_client_that_sends_to_echo_but_never_reads_is_throttled_not_buffered(
-        launch: ProxyLauncher, chaos: tuple[str, ...]) -> None:
+        launch: Launcher, chaos: tuple[str, ...]) -> None:
     server = launch.server("echo_server")
     proxy = launch.proxy(server.port, *chaos)
     rss_before = vm_rss_kib(proxy.pid)
@@ -329,7 +280,7 @@ def test_client_that_sends_to_echo_but_never_reads_is_throttled_not_buffered(
 
 @THROTTLE_CHAOS
 def test_upstream_streaming_to_a_client_that_never_reads_is_throttled_not_buffered(
-        launch: ProxyLauncher, chaos: tuple[str, ...]) -> None:
+        launch: Launcher, chaos: tuple[str, ...]) -> None:
     # The case Protocol's default pause_writing gets wrong in a proxy: the client side's queue
     # is full, and only pausing the *upstream* side's reading stops it growing.
     upstream = launch.upstream_socket()
@@ -347,7 +298,7 @@ def test_upstream_streaming_to_a_client_that_never_reads_is_throttled_not_buffer
 
 
 def test_upstream_refusing_closes_the_client_promptly_with_one_log_line_per_client(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     nobody = launch.socket(socket.AF_INET, socket.SOCK_STREAM)
     nobody.bind(("127.0.0.1", 0))  # bound, never listening: a connect to it is refused
     port = nobody.getsockname()[1]
@@ -367,7 +318,7 @@ def test_upstream_refusing_closes_the_client_promptly_with_one_log_line_per_clie
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_closes_open_tunnels_and_exits_0_promptly(
-        launch: ProxyLauncher, signum: int) -> None:
+        launch: Launcher, signum: int) -> None:
     server = launch.server("echo_server")
     proxy = launch.proxy(server.port, *CHAOS)
     client = proxy.connect()
@@ -385,7 +336,7 @@ def test_signal_closes_open_tunnels_and_exits_0_promptly(
 
 
 def test_listen_address_in_use_is_one_stderr_line_and_exit_status_2(
-        launch: ProxyLauncher) -> None:
+        launch: Launcher) -> None:
     blocker = launch.upstream_socket()
     address = f"127.0.0.1:{blocker.getsockname()[1]}"
     proxy = launch.start_proxy("--listen", address, "--to", "127.0.0.1:9")

@@ -23,7 +23,7 @@ from protocols.line import LineProtocol
 from reactor import ByteBuffer, Connection, ConnectionState, Protocol, Reactor
 from reactor.tls import MAX_PENDING_CIPHERTEXT_BYTES, TLSConnection
 from reactor.trace import RecordingTracer
-from tests.helpers import run_until
+from tests.helpers import Recorder, run_until
 from tests.tls_certs import Certificates
 from tests.tls_clients import round_trip_in_random_chunks
 
@@ -55,31 +55,6 @@ class Background:
         if self.error is not None:
             raise self.error
         return self.result
-
-
-class Recorder(Protocol):
-    """Keeps everything it receives and every callback, for the client side of our tests."""
-
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.events: list[str] = []
-        self.lost: BaseException | None = None
-
-    def connection_made(self, transport: Connection) -> None:
-        super().connection_made(transport)
-        self.events.append("made")
-
-    def data_received(self, buffer: ByteBuffer) -> None:
-        self.received += buffer.take()
-
-    def eof_received(self) -> bool:
-        self.events.append("eof")
-        return True
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.events.append("lost")
-        self.lost = exc
-        super().connection_lost(exc)
 
 
 def tls_client(certs: Certificates, address: Any, hostname: str = "localhost",
@@ -114,7 +89,7 @@ def recv_exactly(sock: ssl.SSLSocket, size: int) -> bytes:
 def test_our_client_and_server_round_trip_megabytes_byte_exact(
         reactor: Reactor, certs: Certificates, version: ssl.TLSVersion) -> None:
     listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context(maximum_version=version))
-    client = Recorder()
+    client = Recorder(keep_open=True)
     errors: list[BaseException] = []
     reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
                         ssl=certs.client_context(), server_hostname="localhost",
@@ -138,7 +113,7 @@ def test_our_client_and_server_round_trip_megabytes_byte_exact(
     assert server_side.stats()["tls"]["ciphertext_received"] > len(payload)
     transport.close()
     run_until(reactor, lambda: "lost" in client.events and not listener.connections)
-    assert client.lost is None
+    assert client.lost_with == [None]
     listener.close()
 
 
@@ -167,7 +142,7 @@ def test_python_ssl_client_round_trip_in_random_chunks(reactor: Reactor, certs: 
 def test_extra_info_names_version_cipher_and_peer_certificate(reactor: Reactor,
                                                               certs: Certificates) -> None:
     listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
-    client = Recorder()
+    client = Recorder(keep_open=True)
     reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
                         ssl=certs.client_context())  # server_hostname defaults to the host
     run_until(reactor, lambda: client.transport is not None)
@@ -187,7 +162,7 @@ def test_extra_info_names_version_cipher_and_peer_certificate(reactor: Reactor,
 def test_listen_unix_serves_tls(reactor: Reactor, certs: Certificates, tmp_path: Any) -> None:
     path = str(tmp_path / "tls.sock")
     listener = reactor.listen_unix(EchoProtocol, path, ssl=certs.server_context())
-    client = Recorder()
+    client = Recorder(keep_open=True)
     reactor.connect_unix(lambda: client, path, ssl=certs.client_context(),
                          server_hostname="localhost")
     run_until(reactor, lambda: client.transport is not None)
@@ -241,7 +216,7 @@ def test_our_client_against_openssl_s_server(reactor: Reactor, certs: Certificat
             if line.startswith("ACCEPT"):
                 port = int(line.rsplit(":", 1)[1])
         assert port, "openssl s_server printed no ACCEPT line"
-        client = Recorder()
+        client = Recorder(keep_open=True)
         errors: list[BaseException] = []
         reactor.connect_tcp(lambda: client, "127.0.0.1", port, ssl=certs.client_context(),
                             server_hostname="localhost", on_error=errors.append)
@@ -276,7 +251,7 @@ def test_client_reports_a_bad_certificate_through_on_error(
     errors: list[BaseException] = []
 
     def factory() -> Recorder:
-        made.append(Recorder())
+        made.append(Recorder(keep_open=True))
         return made[-1]  # type: ignore[return-value]
 
     with caplog.at_level(logging.WARNING, logger="reactor"):
@@ -434,18 +409,12 @@ def test_non_reading_tls_peer_cannot_grow_server_memory(reactor: Reactor,
 # -- close_notify, EOF, write_eof, abort -------------------------------------------------------
 
 
-class CloseOnEof(Recorder):
-    def eof_received(self) -> bool:
-        self.events.append("eof")
-        return False
-
-
 def test_client_close_notify_is_the_servers_eof_then_ours_reaches_the_client(
         reactor: Reactor, certs: Certificates) -> None:
     servers: list[Recorder] = []
 
     def factory() -> Recorder:
-        servers.append(CloseOnEof())
+        servers.append(Recorder())  # closes at the client's EOF
         return servers[-1]
 
     listener = reactor.listen_tcp(factory, ssl=certs.server_context())
@@ -461,8 +430,8 @@ def test_client_close_notify_is_the_servers_eof_then_ours_reaches_the_client(
     assert Background(client).value(reactor) == b""
     run_until(reactor, lambda: "lost" in servers[0].events)
     assert servers[0].received == b"last words"
-    assert servers[0].events == ["made", "eof", "lost"]
-    assert servers[0].lost is None
+    assert servers[0].events_but_data() == ["made", "eof", "lost"]
+    assert servers[0].lost_with == [None]
     listener.close()
 
 
@@ -504,7 +473,7 @@ def test_write_eof_over_tls13_is_close_notify_and_we_keep_reading(
         return servers[-1]
 
     listener = reactor.listen_tcp(factory, ssl=certs.server_context())
-    client = Recorder()
+    client = Recorder(keep_open=True)
     connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
     assert client.transport.can_write_eof()
@@ -512,16 +481,16 @@ def test_write_eof_over_tls13_is_close_notify_and_we_keep_reading(
     client.transport.write_eof()
     assert client.transport.state is ConnectionState.WRITE_SHUT
     run_until(reactor, lambda: "lost" in client.events)
-    assert servers[0].events[:2] == ["made", "eof"]
+    assert servers[0].events_but_data()[:2] == ["made", "eof"]
     assert client.received == b"reply to request"  # we kept reading after our close_notify
-    assert client.events == ["made", "eof", "lost"]
+    assert client.events_but_data() == ["made", "eof", "lost"]
     listener.close()
 
 
 def test_write_eof_over_tls12_raises_a_clear_error(reactor: Reactor, certs: Certificates) -> None:
     listener = reactor.listen_tcp(
         EchoProtocol, ssl=certs.server_context(maximum_version=ssl.TLSVersion.TLSv1_2))
-    client = Recorder()
+    client = Recorder(keep_open=True)
     connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
     assert not client.transport.can_write_eof()
@@ -633,7 +602,7 @@ def test_trace_shows_handshake_steps_then_version_cipher_subject_then_records(
     tracer = RecordingTracer()
     reactor.set_tracer(tracer)
     listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
-    client = Recorder()
+    client = Recorder(keep_open=True)
     connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
     client.transport.write(b"hello")

@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from tests.processes import (
     SHUTDOWN_TIMEOUT,
     TIMEOUT,
     LineReader,
-    ProxyLauncher,
+    Launcher,
     ProxyProcess,
     ServerProcess,
     command,
@@ -39,27 +38,18 @@ TCP_SERVERS = ("echo_server", "uppercase_server", "chat_server")
 HANDSHAKE_TIMEOUT = "0.5"
 
 
-@pytest.fixture
-def launch() -> Iterator[ProxyLauncher]:
-    launcher = ProxyLauncher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
-
-
 def tls_flags(certs: Certificates, cert: Path | None = None) -> list[str]:
     return ["--tls-cert", str(cert or certs.cert), "--tls-key", str(certs.key)]
 
 
-def tls_server(launch: ProxyLauncher, program: str, certs: Certificates, *args: str,
+def tls_server(launch: Launcher, program: str, certs: Certificates, *args: str,
                cert: Path | None = None) -> ServerProcess:
     server = launch.server(program, *tls_flags(certs, cert), *args)
     assert server.first_line == f"listening on 127.0.0.1:{server.port} (TLS)"
     return server
 
 
-def tls_proxy(launch: ProxyLauncher, upstream_port: int, certs: Certificates,
+def tls_proxy(launch: Launcher, upstream_port: int, certs: Certificates,
               *args: str) -> ProxyProcess:
     proxy = launch.proxy(upstream_port, *tls_flags(certs), *args)
     assert proxy.first_line.endswith(" (TLS)"), proxy.first_line
@@ -113,7 +103,7 @@ SESSIONS = {
 
 
 @pytest.mark.parametrize("program", TCP_SERVERS)
-def test_openssl_s_client_session_with_each_server(launch: ProxyLauncher, certs: Certificates,
+def test_openssl_s_client_session_with_each_server(launch: Launcher, certs: Certificates,
                                                    program: str) -> None:
     server = tls_server(launch, program, certs)
     greeting, line, reply = SESSIONS[program]
@@ -144,7 +134,7 @@ def test_openssl_s_client_session_with_each_server(launch: ProxyLauncher, certs:
     server.stop_cleanly()
 
 
-def test_python_ssl_clients_chat_over_tls(launch: ProxyLauncher, certs: Certificates) -> None:
+def test_python_ssl_clients_chat_over_tls(launch: Launcher, certs: Certificates) -> None:
     server = tls_server(launch, "chat_server", certs)
     with tls_connect(server.port, certs) as alice, tls_connect(server.port, certs) as bob:
         alice_lines, bob_lines = alice.makefile("rb"), bob.makefile("rb")
@@ -171,7 +161,7 @@ def welcomed_as(line: bytes) -> str:
 @pytest.mark.parametrize("size", [MiB, 16 * MiB], ids=["1MiB", "16MiB"])
 @pytest.mark.parametrize("route", ["echo", "proxy"])
 def test_megabytes_come_back_byte_exact_in_random_chunks(
-        launch: ProxyLauncher, certs: Certificates, size: int, route: str) -> None:
+        launch: Launcher, certs: Certificates, size: int, route: str) -> None:
     """Through the TLS echo server, or through the TLS-terminating proxy to the plain one."""
     if route == "echo":
         server: ServerProcess = tls_server(launch, "echo_server", certs)
@@ -190,7 +180,7 @@ def test_megabytes_come_back_byte_exact_in_random_chunks(
 
 
 def test_echo_answers_everything_before_its_close_notify_then_fin(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     server = tls_server(launch, "echo_server", certs)
     payload = random.Random(3).randbytes(200_000)
     client = RecordClient.connect(server.port, certs.client_context())
@@ -205,7 +195,7 @@ def test_echo_answers_everything_before_its_close_notify_then_fin(
 
 
 def test_uppercase_client_half_closes_over_tls_and_gets_every_answer(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     server = tls_server(launch, "uppercase_server", certs)
     lines = [f"line {number} straße" for number in range(3000)]
     result = launch.run("uppercase_client", "--port", str(server.port), "--tls",
@@ -250,7 +240,7 @@ def test_uppercase_client_over_tls12_closes_once_every_line_is_answered(
 
 
 def test_proxy_turns_close_notify_into_fin_and_fin_into_close_notify(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     upstream = launch.upstream_socket()
     proxy = tls_proxy(launch, upstream.getsockname()[1], certs)
     client = RecordClient.connect(proxy.port, certs.client_context())
@@ -274,7 +264,7 @@ def test_proxy_turns_close_notify_into_fin_and_fin_into_close_notify(
 
 
 def test_proxy_over_tls12_ends_the_tunnel_at_upstreams_fin(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     """TLS 1.2 has no half-close: upstream's FIN closes both sides, after the reply."""
     upstream = launch.upstream_socket()
     proxy = tls_proxy(launch, upstream.getsockname()[1], certs)
@@ -297,7 +287,7 @@ def test_proxy_over_tls12_ends_the_tunnel_at_upstreams_fin(
     proxy.stop_cleanly()
 
 
-def test_proxy_passes_resets_both_ways(launch: ProxyLauncher, certs: Certificates) -> None:
+def test_proxy_passes_resets_both_ways(launch: Launcher, certs: Certificates) -> None:
     upstream = launch.upstream_socket()
     proxy = tls_proxy(launch, upstream.getsockname()[1], certs)
     linger_zero = (socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
@@ -355,7 +345,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("case", HOSTILE)
 def test_hostile_client_gets_a_clean_close_and_one_log_line_while_others_are_served(
-        launch: ProxyLauncher, certs: Certificates, case: str) -> None:
+        launch: Launcher, certs: Certificates, case: str) -> None:
     server = tls_server(launch, "echo_server", certs,
                         "--tls-handshake-timeout", HANDSHAKE_TIMEOUT)
     started = time.monotonic()
@@ -400,7 +390,7 @@ def test_hostile_client_gets_a_clean_close_and_one_log_line_while_others_are_ser
 
 @pytest.mark.parametrize("program", ["echo_server", "uppercase_server"])
 def test_shutdown_does_not_wait_for_a_connection_whose_handshake_failed(
-        launch: ProxyLauncher, certs: Certificates, program: str) -> None:
+        launch: Launcher, certs: Certificates, program: str) -> None:
     """The shutdown ends when the last counted connection is lost; one whose handshake failed
     must never have been counted. A grace period far beyond the deadline makes a wait for it
     show as a missed deadline."""
@@ -420,7 +410,7 @@ def test_shutdown_does_not_wait_for_a_connection_whose_handshake_failed(
 
 
 def test_proxy_dials_upstream_only_after_the_handshake_and_forgets_failed_ones(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     upstream = launch.upstream_socket()
     proxy = tls_proxy(launch, upstream.getsockname()[1], certs)
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT) as plain:
@@ -451,7 +441,7 @@ BAD_CERTIFICATES = {
 @pytest.mark.parametrize("case", BAD_CERTIFICATES)
 @pytest.mark.parametrize("client", CLIENT_SERVERS)
 def test_client_refuses_a_bad_certificate_in_one_line_with_status_1(
-        launch: ProxyLauncher, certs: Certificates, client: str, case: str) -> None:
+        launch: Launcher, certs: Certificates, client: str, case: str) -> None:
     cert, cafile, server_name, reason = BAD_CERTIFICATES[case]
     server = tls_server(launch, CLIENT_SERVERS[client], certs, cert=getattr(certs, cert))
     result = launch.run(client, "--port", str(server.port), "--tls",
@@ -468,7 +458,7 @@ def test_client_refuses_a_bad_certificate_in_one_line_with_status_1(
 
 
 def test_chat_client_over_tls_is_welcomed_and_leaves_cleanly(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     server = tls_server(launch, "chat_server", certs)
     result = launch.run("chat_client", "--port", str(server.port), "--tls", "--cafile",
                         str(certs.ca), "--server-name", "localhost", input=b"/who\n")
@@ -479,7 +469,7 @@ def test_chat_client_over_tls_is_welcomed_and_leaves_cleanly(
     server.stop_cleanly()
 
 
-def test_client_tls_flags_need_tls_and_a_readable_cafile(launch: ProxyLauncher,
+def test_client_tls_flags_need_tls_and_a_readable_cafile(launch: Launcher,
                                                          tmp_path: Path) -> None:
     result = launch.run("uppercase_client", "--port", "1", "--cafile", "ca.pem")
     assert result.returncode == 2
@@ -552,7 +542,7 @@ PROGRAM_CASES = [("echo_server", case) for case in FILE_CASES] + [
 
 @pytest.mark.parametrize("program, case", PROGRAM_CASES)
 def test_server_refuses_a_bad_cert_or_key_in_one_line_with_status_2(
-        launch: ProxyLauncher, certs: Certificates, tmp_path: Path, program: str,
+        launch: Launcher, certs: Certificates, tmp_path: Path, program: str,
         case: str) -> None:
     flags, message = bad_files(certs, tmp_path, case)
     name, *args = server_command(program)
@@ -563,7 +553,7 @@ def test_server_refuses_a_bad_cert_or_key_in_one_line_with_status_2(
 
 
 @pytest.mark.parametrize("program", [*TCP_SERVERS, "tcp_proxy"])
-def test_cert_without_key_is_a_usage_error(launch: ProxyLauncher, certs: Certificates,
+def test_cert_without_key_is_a_usage_error(launch: Launcher, certs: Certificates,
                                            program: str) -> None:
     name, *args = server_command(program)
     result = launch.run(name, *args, "--tls-cert", str(certs.cert))
@@ -577,7 +567,7 @@ def test_cert_without_key_is_a_usage_error(launch: ProxyLauncher, certs: Certifi
 
 
 def test_trace_shows_the_handshake_steps_version_cipher_and_subject(
-        launch: ProxyLauncher, certs: Certificates) -> None:
+        launch: Launcher, certs: Certificates) -> None:
     server = tls_server(launch, "echo_server", certs, "--trace")
     assert echo_once(server.port, certs, b"traced") == b"traced"
     trace = poll_until(server.stderr, lambda text: "tls read" in text and "tls write" in text,

@@ -479,10 +479,10 @@ def test_pass_tracer_block_holds_the_connection_events_of_its_pass(
                         echo[0])
     assert echo[1:] == [
         f"  woke: fd {conn.fileno()} R (Connection._on_readable of {label})",
-        f"  {label}  recv  bytes=6  [recv 6, send 0]",
-        f"  {label}  calling data_received  [recv 6, send 0]",
-        f"  {label}  send  bytes=6  [recv 0, send 0]",
-        f"  {label}  data_received returned  [recv 0, send 0]",
+        f"  {label}  recv  bytes=6  [recv buffer 6 B, send buffer 0 B]",
+        f"  {label}  calling data_received  [recv buffer 6 B, send buffer 0 B]",
+        f"  {label}  send  bytes=6  [recv buffer 0 B, send buffer 0 B]",
+        f"  {label}  data_received returned  [recv buffer 0 B, send buffer 0 B]",
     ]
 
 
@@ -569,7 +569,7 @@ def test_format_event_puts_the_meaning_after_the_fields_and_the_buffers_last() -
 
     fields = {"bytes": 6, "of": 10, "meaning": "partial", "recv_buffer": 0, "send_buffer": 4}
     assert format_event(Source(), "send", fields) == (
-        "fd=7 127.0.0.1:5000  send  bytes=6 of=10 — partial  [recv 0, send 4]")
+        "fd=7 127.0.0.1:5000  send  bytes=6 of=10 — partial  [recv buffer 0 B, send buffer 4 B]")
     assert fields["meaning"] == "partial"  # the caller's dict is left alone
     assert format_event(object(), "bare", {}) == "object  bare"
 
@@ -624,6 +624,6 @@ def test_echo_server_trace_prints_pass_blocks_to_stderr(launch: Launcher) -> Non
     assert numbers == sorted(numbers)
     assert "  woke: fd " in text
     assert re.search(r"  listener 127\.0\.0\.1:\d+  accept  fd=\d+ peer=127\.0\.0\.1:\d+", text)
-    assert re.search(r"  fd=\d+ 127\.0\.0\.1:\d+  recv  bytes=5  \[recv 5, send 0\]", text)
-    assert "  eof — recv returned 0: the peer sent FIN  [recv 0, send 0]" in text
+    assert re.search(r"  fd=\d+ 127\.0\.0\.1:\d+  recv  bytes=5  \[recv buffer 5 B, send buffer 0 B\]", text)
+    assert "  eof — recv returned 0: the peer sent FIN  [recv buffer 0 B, send buffer 0 B]" in text
     assert "  wakeup: signal SIGTERM" in text

@@ -50,7 +50,7 @@ def test_overlong_line_gets_error_and_close() -> None:
     protocol, transport = started()
     protocol.max_line_length = 16
     feed(protocol, transport, b"a" * 17 + b"\nnext\n")
-    assert transport.written == b"error: line too long (max 16 bytes)\n"
+    assert transport.written == b"error: line too long (max 16 bytes); closing the connection\n"
     assert transport.closed
 
 

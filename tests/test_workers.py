@@ -145,7 +145,7 @@ def test_port_in_use_with_workers_is_one_line_and_status_2(launch: Launcher) -> 
     holder.stop_cleanly()
 
 
-def test_chat_server_has_no_workers_option(launch: Launcher) -> None:
+def test_chat_server_refuses_workers_without_redis_to_share_its_room(launch: Launcher) -> None:
     result = launch.run("chat_server", "--workers", "2")
     assert result.returncode == 2
-    assert b"--workers" in result.stderr
+    assert b"--workers needs --redis" in result.stderr

@@ -100,7 +100,7 @@ def test_a_full_store_refuses_new_keys_but_updates_old_ones() -> None:
 def test_an_overlong_line_gets_an_error_and_a_close() -> None:
     protocol, transport = new_connection()
     feed(protocol, transport, b"SET k " + b"x" * 20_000 + b"\nGET k\n")
-    assert transport.written == b"error: line too long (max 16384 bytes)\n"
+    assert transport.written == b"error: line too long (max 16384 bytes); closing the connection\n"
     assert transport.closed
 
 

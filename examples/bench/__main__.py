@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.bench import matrix, memory, passes, redis_check, slow_reader
+from examples.bench import fanout, matrix, memory, passes, redis_check, slow_reader
 from examples.bench.cpus import CpuPlan, plan
 from examples.bench.load import choose
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
@@ -38,7 +38,7 @@ KIB = 1024
 #: comparison.
 MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
 
-COMMANDS = ("throughput", "memory", "passes", "slow-reader")
+COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout")
 WORKERS_CAVEAT = ("multi-worker servers are not pinned; on a 2-core machine the load generator "
                   "competes with the second worker for CPU 1, so 2 workers cannot show 2x here")
 
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     slow.add_argument("--burst", type=int, default=1024 * KIB, help="bytes per burst")
     slow.add_argument("--read-rate", type=float, default=1.0,
                       help="MiB/s each client reads, at most (default: %(default)s)")
+    fanout.add_arguments(commands.add_parser(
+        "fanout", parents=[common], help="one chat room on 2 servers through Redis vs 1 process"))
     return parser
 
 
@@ -239,9 +241,20 @@ def run_slow_reader(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOpti
     return 1 if any("error" in result for result in results) else 0
 
 
+def run_fanout(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    header(f"chat fan-out: {2 * args.members} members, one line each in flight, "
+           f"{args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options,
+           [spec_for("chat")], ["the shared room: 2 x chat_server --redis and redis-server, "
+                                "all on the server CPU"])
+    results = fanout.measure(options, args.members, args.size, args.warmup, args.seconds)
+    print(fanout.render(results))
+    update_json(args.json, "fanout", {"meta": meta(cpus, options, args), "results": results})
+    return 0
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, CpuPlan, LaunchOptions], int]] = {
     "throughput": run_throughput, "memory": run_memory, "passes": run_passes,
-    "slow-reader": run_slow_reader,
+    "slow-reader": run_slow_reader, "fanout": run_fanout,
 }
 
 

@@ -51,4 +51,4 @@ def upper_reply(line: bytes | bytearray) -> bytes:
 
 
 def line_too_long_reply() -> bytes:
-    return f"error: line too long (max {MAX_LINE_BYTES} bytes)\n".encode()
+    return f"error: line too long (max {MAX_LINE_BYTES} bytes); closing the connection\n".encode()
