@@ -432,8 +432,12 @@ class TLSConnection(Connection):
                 break
             pieces.append(piece)
         plaintext = b"".join(pieces) if len(pieces) != 1 else pieces[0]
-        if self._tracer is not None and data:
-            self._trace("tls read", ciphertext=len(data), plaintext=len(plaintext))
+        if self._tracer is not None:
+            if data:
+                self._trace("tls read", ciphertext=len(data), plaintext=len(plaintext))
+            elif data is None and plaintext:
+                self._trace("tls read", ciphertext=0, plaintext=len(plaintext),
+                            meaning="records that came with the handshake's last flight")
         if self._collect_output():  # a reply to a post-handshake message
             if not self._flush_ciphertext():
                 self._start_writing()

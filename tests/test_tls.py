@@ -616,8 +616,43 @@ def test_trace_shows_handshake_steps_then_version_cipher_subject_then_records(
     assert any(e["peer_certificate"] == "commonName=localhost" for e in established)
     assert names.index("tls established") < names.index("connection_made")
     reads = [e for e in tracer.events if e["event"] == "tls read" and e["plaintext"] == 5]
-    assert reads and all(e["ciphertext"] > 5 for e in reads)
+    off_the_socket = [e for e in reads if e["ciphertext"]]  # 0: came with the last flight
+    assert off_the_socket and all(e["ciphertext"] > 5 for e in off_the_socket)
     client.transport.close()
     run_until(reactor, lambda: "lost" in client.events)
     assert "tls close_notify" in [e["event"] for e in tracer.events]
+    listener.close()
+
+
+def test_data_in_the_segment_of_the_last_handshake_flight_is_delivered_and_traced(
+        reactor: Reactor, certs: Certificates) -> None:
+    """TLS 1.3: the client's Finished and its first record in one send. Both sit in the incoming
+    BIO once the handshake completes, and no readiness event will announce the record."""
+    tracer = RecordingTracer()
+    reactor.set_tracer(tracer)
+    listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
+
+    def client() -> bytes:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with socket.create_connection(listener.address, timeout=5) as sock:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        sock.sendall(outgoing.read())
+                    incoming.write(sock.recv(65536))
+            tls.write(b"early")
+            sock.sendall(outgoing.read())  # Finished and the record: one segment on loopback
+            while True:
+                try:
+                    return tls.read(100)
+                except ssl.SSLWantReadError:  # session tickets first, then the echo
+                    incoming.write(sock.recv(65536))
+
+    assert Background(client).value(reactor) == b"early"
+    reads = [e for e in tracer.events if e["event"] == "tls read" and e["plaintext"] == 5]
+    assert [e["ciphertext"] for e in reads] == [0], reads
     listener.close()
