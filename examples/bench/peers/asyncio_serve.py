@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 from collections.abc import Callable
+from typing import Any
 
 from examples.bench.peers.common import PauseCounter, announce
 
@@ -25,9 +27,10 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-async def _serve(factory: Callable[[], asyncio.Protocol], host: str, port: int) -> None:
+async def _serve(factory: Callable[[], asyncio.Protocol], host: str, port: int,
+                 tls: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host, port, backlog=BACKLOG)
+    server = await loop.create_server(factory, host, port, backlog=BACKLOG, **tls)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -37,8 +40,13 @@ async def _serve(factory: Callable[[], asyncio.Protocol], host: str, port: int) 
 
 
 def serve(factory: Callable[[], asyncio.Protocol], args: argparse.Namespace,
-          counter: PauseCounter) -> int:
+          counter: PauseCounter, tls_context: ssl.SSLContext | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; with ``tls_context``, TLS only, and the handshake timeout
+    ``args.tls_handshake_timeout`` as our servers apply it (asyncio refuses the timeout
+    without a context)."""
+    tls: dict[str, Any] = {} if tls_context is None else {
+        "ssl": tls_context, "ssl_handshake_timeout": args.tls_handshake_timeout}
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(_serve(factory, args.host, args.port))
+        runner.run(_serve(factory, args.host, args.port, tls))
     counter.report()
     return 0
