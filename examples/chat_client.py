@@ -1,6 +1,7 @@
 """Chat client: what you type goes to the room; what the room says is printed.
 
     python -m examples.chat_client --port 8890
+    python -m examples.chat_client --port 8890 --tls --cafile cert.pem
 
 stdin and the socket are served by one reactor, in one thread. Exits on /quit (after the
 server's goodbye), at stdin's EOF, or when the server closes the connection.
@@ -16,6 +17,7 @@ import sys
 
 from examples.args import client_parser
 from examples.terminal import TerminalClient, run_line_client
+from examples.tlsargs import add_client_tls_arguments, check_client_tls_arguments
 from reactor.errors import describe
 
 
@@ -29,7 +31,10 @@ class ChatClient(TerminalClient):
             self.transport.write(data)
         else:
             self.sent_eof = True
-            self.transport.write_eof()  # the server sees our FIN, and closes its side too
+            if self.transport.can_write_eof():
+                self.transport.write_eof()  # the server sees our FIN, and closes its side too
+            else:
+                self.transport.close()  # TLS 1.2 has no half-close: leave at once
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
@@ -40,7 +45,10 @@ class ChatClient(TerminalClient):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = client_parser(__doc__.splitlines()[0], __spec__.name).parse_args(argv)
+    parser = client_parser(__doc__.splitlines()[0], __spec__.name)
+    add_client_tls_arguments(parser)
+    args = parser.parse_args(argv)
+    check_client_tls_arguments(parser, args)
     return run_line_client(args, "chat_client", ChatClient)
 
 

@@ -2,6 +2,7 @@
 
     python -m examples.chat_server --port 8890
     nc 127.0.0.1 8890          (in two terminals; /help lists the commands)
+    python -m examples.chat_server --tls-cert cert.pem --tls-key key.pem   (TLS only)
 
 With ``--redis redis://HOST:PORT[/DB]`` every server given the same Redis and ``--room`` serves
 one room (``protocols/chat_redis.py``), and ``--workers N`` may share it among N processes.
@@ -19,6 +20,7 @@ import sys
 from examples import early_signals
 from examples.args import parse_server_args, positive_count, positive_seconds, server_parser
 from examples.serving import run_server, with_line_limit
+from examples.tlsargs import add_server_tls_arguments, check_server_tls_arguments
 from protocols.chat import MAX_LINE_BYTES, MAX_NAME_CHARS, MAX_PENDING_BYTES, ChatRoom
 from protocols.chat_redis import DEFAULT_ROOM, EXPIRY_SECONDS, ROOM_NAME, RedisBus
 from protocols.redis_client import CONNECT_TIMEOUT_SECONDS
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="BYTES",
                         help="commands awaiting Redis's replies at most; past it lines for "
                              "the other servers are dropped (default: %(default)s)")
+    add_server_tls_arguments(parser)
     return parser
 
 
@@ -99,6 +102,7 @@ def link_first(reactor: Reactor, bus: RedisBus) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_server_args(parser, argv)
+    check_server_tls_arguments(parser, args)
     if args.workers > 1 and args.redis is None:
         parser.error("--workers needs --redis: without it the room lives in one process")
     room = ChatRoom(max_pending_bytes=args.max_pending_bytes)

@@ -6,7 +6,9 @@ stops listening, closes every connection (each flushes its queue) and ends the l
 one reports ``connection_lost``, or aborts what is left after ``--shutdown-grace`` seconds.
 A second signal aborts at once. Signals that came before the reactor's handlers were in place
 (``examples/early_signals.py``) are replayed: a server signalled while starting exits 0
-without announcing itself. ``--workers N`` is ``examples/workers.py``.
+without announcing itself. ``--workers N`` is ``examples/workers.py``. With ``--tls-cert`` and
+``--tls-key`` (``examples/tlsargs.py``) the port serves TLS only, and the line says so:
+``listening on 127.0.0.1:5000 (TLS)``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from examples import early_signals
 from examples.args import EXIT_OK, SHUTDOWN_GRACE_SECONDS, cannot_listen, usage_error
 from examples.logsetup import TraceFileError, close_reactor, make_reactor
+from examples.tlsargs import TLSSetupError, server_context
 from reactor import Reactor
 from reactor.address import format_address
 
@@ -36,18 +40,24 @@ def run_server(protocol_factory: Callable[[], Any], args: argparse.Namespace, pr
     ``on_start(reactor)`` runs before listening (the chat server hands its room the reactor's
     figures there); ``on_shutdown()`` runs when the shutdown begins, before connections close
     (the chat server says goodbye). Returns the exit status: 0 after a signal, 2 if the address
-    cannot be bound or the trace file cannot be written.
+    cannot be bound, the trace file cannot be written or the TLS certificate and key cannot be
+    loaded (loaded once, before any worker is forked, so a bad file is one line).
     """
+    try:
+        tls = None if udp else server_context(args)
+    except TLSSetupError as exc:
+        return usage_error(program, str(exc))
+
     def serve_one(port: int, reuse_port: bool, on_listening: Callable[[], object] | None) -> int:
         return serve(protocol_factory, args, program, udp=udp, reject_message=reject_message,
                      on_start=on_start, on_shutdown=on_shutdown, port=port,
-                     reuse_port=reuse_port, on_listening=on_listening)
+                     reuse_port=reuse_port, on_listening=on_listening, tls=tls)
 
     if getattr(args, "workers", 1) > 1:
         from examples.workers import run_workers  # only servers with --workers need it
 
         return run_workers(args, program, lambda port, on_listening: serve_one(
-            port, True, on_listening))
+            port, True, on_listening), announce=lambda name: announcement(name, tls))
     return serve_one(args.port, False, None)
 
 
@@ -55,7 +65,7 @@ def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program
           udp: bool, reject_message: bytes | None,
           on_start: Callable[[Reactor], object] | None,
           on_shutdown: Callable[[], object] | None, port: int, reuse_port: bool,
-          on_listening: Callable[[], object] | None) -> int:
+          on_listening: Callable[[], object] | None, tls: ssl.SSLContext | None = None) -> int:
     """One process's server: the whole of ``run_server`` without workers, one worker with.
 
     Once listening it prints the ``listening on`` line, or, as a worker, calls ``on_listening``
@@ -84,6 +94,8 @@ def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program
             limits: dict[str, Any] = {"max_connections": args.max_connections,
                                       "reject_message": reject_message,
                                       "idle_timeout": args.idle_timeout}
+            if tls is not None:
+                limits.update(ssl=tls, handshake_timeout=args.tls_handshake_timeout)
             if unix_path:
                 listener = reactor.listen_unix(counted, unix_path, **limits)
             else:
@@ -103,7 +115,7 @@ def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program
     # Handlers before the announcement: a supervisor may signal the moment it reads it.
     if shutdown.install():
         if on_listening is None:
-            print(f"listening on {name}", flush=True)
+            print(announcement(name, tls), flush=True)
         else:
             on_listening()
     try:
@@ -111,6 +123,11 @@ def serve(protocol_factory: Callable[[], Any], args: argparse.Namespace, program
     finally:
         close_reactor(reactor)
     return EXIT_OK
+
+
+def announcement(name: str, tls: ssl.SSLContext | None) -> str:
+    """The first stdout line: ``listening on HOST:PORT``, then `` (TLS)`` for a TLS port."""
+    return f"listening on {name}{' (TLS)' if tls is not None else ''}"
 
 
 def with_line_limit(factory: Callable[[], Any], max_line_bytes: int) -> Callable[[], Any]:
@@ -129,9 +146,13 @@ class Closable(Protocol):
 
 
 class OpenConnections:
-    """Counts the protocols a factory made whose ``connection_lost`` has not run yet, and calls
-    ``when_none_left()`` each time the count falls to zero: how the shutdown learns that the
-    last connection is gone, from the connection itself, without polling."""
+    """Counts the protocols whose ``connection_made`` has run and ``connection_lost`` not yet,
+    and calls ``when_none_left()`` each time the count falls to zero: how the shutdown learns
+    that the last connection is gone, from the connection itself, without polling.
+
+    Counted from ``connection_made``, not from the factory: over TLS the factory runs at accept,
+    and a connection whose handshake fails never reaches its protocol, so it would stay counted
+    and the shutdown would wait for it until its grace period ran out."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -140,7 +161,12 @@ class OpenConnections:
     def counted(self, factory: Callable[[], Any]) -> Callable[[], Any]:
         def make() -> Any:
             protocol = factory()
+            made = protocol.connection_made
             lost = protocol.connection_lost
+
+            def connection_made(transport: Any) -> None:
+                self.count += 1
+                made(transport)
 
             def connection_lost(exc: BaseException | None) -> None:
                 try:
@@ -150,8 +176,8 @@ class OpenConnections:
                     if self.count == 0:
                         self.when_none_left()
 
+            protocol.connection_made = connection_made
             protocol.connection_lost = connection_lost
-            self.count += 1
             return protocol
 
         return make

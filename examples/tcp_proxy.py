@@ -3,6 +3,8 @@
     python -m examples.tcp_proxy --listen 127.0.0.1:9000 --to 127.0.0.1:8888
     python -m examples.tcp_proxy --listen 127.0.0.1:9000 --to 127.0.0.1:8888 \\
         --chaos-split 7 --chaos-delay 0.01 --chaos-reset 0.1 --seed 42
+    python -m examples.tcp_proxy --listen 127.0.0.1:9443 --to 127.0.0.1:8888 \\
+        --tls-cert cert.pem --tls-key key.pem
 
 Each accepted client gets a *tunnel*: the client's connection and an upstream connection opened
 for it. Both ends are the same protocol, ``ProxySide``: what one side reads, the other writes.
@@ -32,6 +34,16 @@ half-closed connection closes it, and so does a FIN on one whose writing is shut
 Resets. An RST is not an orderly end: bytes in flight may have been lost. When one side's
 ``connection_lost`` reports an exception (ECONNRESET, a failed send), the other side is aborted,
 so its peer sees a reset too, not a clean EOF that would pass a truncated stream off as complete.
+
+TLS termination (``--tls-cert``/``--tls-key``, what stunnel and hitch do): clients speak TLS to
+the proxy, which speaks plain TCP to ``--to``. Nothing above changes, because the client side is
+still a ``Connection`` that hands ``ProxySide`` plaintext: its send queue counts the ciphertext
+too, so the same watermarks hold the same bound; the client's close_notify is its EOF and becomes
+upstream's FIN; upstream's FIN becomes our close_notify and FIN (``write_eof``); a reset or a
+broken record on either side aborts the other. Two differences. Upstream is dialled only once the
+handshake is done, so a client that fails it costs no upstream connection. And TLS 1.2 has no
+half-close (``can_write_eof()`` is false): there, upstream's FIN ends the whole tunnel once what
+is in flight is written.
 
 Chaos, for tests and demos of the programs behind the proxy:
 
@@ -79,7 +91,10 @@ from examples.args import (
 )
 from examples.chaos import CHAOS_RESET_MAX_BYTES, ChaosSettings, ChaosWriter, fraction
 from examples.logsetup import TraceFileError, close_reactor, make_reactor
-from examples.serving import Closable, GracefulShutdown
+from examples.serving import Closable, GracefulShutdown, announcement
+from examples.tlsargs import (
+    TLSSetupError, add_server_tls_arguments, check_server_tls_arguments, server_context,
+)
 from reactor.address import format_address
 from reactor.buffer import ByteBuffer
 from reactor.errors import describe
@@ -122,8 +137,7 @@ class TcpProxy:
         reset_budget = draw.randint(0, CHAOS_RESET_MAX_BYTES)
         tunnel = Tunnel(self, reset_after_bytes=reset_budget if struck else None,
                         client_seed=draw.getrandbits(64), upstream_seed=draw.getrandbits(64))
-        self.tunnels.add(tunnel)
-        return tunnel.client
+        return tunnel.client  # joins self.tunnels at its client's connection_made
 
     def open_tunnels(self) -> list[Closable]:
         """For ``GracefulShutdown``: a tunnel closes and aborts as one."""
@@ -136,7 +150,8 @@ class Tunnel:
     Owns the two ``ProxySide`` objects, the ``Connector`` while upstream has not answered, and the
     chaos reset budget. Its life::
 
-        client accepted     client not read yet; connect to upstream
+        client accepted     nothing yet (with TLS: the handshake; a failed one ends it unseen)
+        client connected    join TcpProxy.tunnels; client not read yet; connect to upstream
         upstream connected  read the client: bytes flow both ways
         connect failed      close the client (one log line)
         a side reset        abort the other side
@@ -167,6 +182,9 @@ class Tunnel:
             return
         assert side.transport is not None
         self.name = side.transport.peer_name
+        # Only now: over TLS the factory ran at accept, and a client whose handshake fails is
+        # never connected, nor lost, so it must never be counted.
+        self.proxy.tunnels.add(self)
         # Nowhere to forward to yet. Rather than read the client's bytes into memory, leave them
         # in the kernel's receive buffer: TCP's window then holds the client back for us.
         side.stop_reading()
@@ -306,7 +324,10 @@ class ProxySide(Protocol):
 
     def send_eof(self) -> None:
         assert self.transport is not None
-        self._after_pending(self.transport.write_eof)
+        if self.transport.can_write_eof():
+            self._after_pending(self.transport.write_eof)
+        else:
+            self.tunnel.close()  # TLS 1.2 has no half-close: end both, after what is in flight
 
     def close_after_pending(self) -> None:
         if self.transport is not None:
@@ -352,6 +373,7 @@ def proxy_parser() -> Parser:
     parser.add_argument("--to", type=host_and_port, required=True, metavar="HOST:PORT",
                         help="the upstream server every client is forwarded to")
     add_logging_arguments(parser)
+    add_server_tls_arguments(parser)
     chaos = parser.add_argument_group("chaos, for tests and demos")
     chaos.add_argument("--chaos-split", type=positive_count, metavar="MAX_BYTES",
                        help="cut every chunk forwarded into pieces of 1 to MAX_BYTES bytes")
@@ -373,8 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.to[1] == 0:
         parser.error("--to needs the upstream's port; 0 is not one")
+    check_server_tls_arguments(parser, args)
     if early_signals.stop_requested():
         return EXIT_OK
+    try:
+        tls = server_context(args)
+    except TLSSetupError as exc:
+        return usage_error("tcp_proxy", str(exc))
     try:
         reactor = make_reactor(args)
     except TraceFileError as exc:
@@ -388,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     proxy = TcpProxy(reactor, args.to, chaos, seed)
     host, port = args.listen
     try:
-        listener = reactor.listen_tcp(proxy.client_accepted, host, port)
+        listener = reactor.listen_tcp(proxy.client_accepted, host, port, ssl=tls,
+                                      handshake_timeout=args.tls_handshake_timeout)
     except OSError as exc:
         close_reactor(reactor)
         return cannot_listen("tcp_proxy", format_address(args.listen), exc)
@@ -396,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     proxy.when_none_left = shutdown.connection_closed
     # Handlers before the announcement: a supervisor may signal the moment it reads it.
     if shutdown.install():
-        print(f"listening on {listener.name}", flush=True)
+        print(announcement(listener.name, tls), flush=True)
     try:
         reactor.run()
     finally:

@@ -1,6 +1,7 @@
 """What the example clients share: stdin on the reactor, the run's outcome, a line client.
 
-Owns the client side of the conventions: a failed connect is one stderr line and exit status 1;
+Owns the client side of the conventions: a failed connect is one stderr line and exit status 1,
+and so is a TLS handshake that fails (``certificate verify failed: certificate has expired``);
 stdin is read through the reactor (``StdinReader``), so one thread serves the terminal and the
 socket; a closed stdout (``| head -2``) ends the client quietly with the status a shell gives a
 program killed by SIGPIPE, 141 (128 + 13), as Unix tools do, with no traceback.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +20,12 @@ from typing import Any
 from examples import early_signals
 from examples.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, usage_error
 from examples.logsetup import TraceFileError, close_reactor, make_reactor
+from examples.tlsargs import TLSSetupError, client_tls_options
 from protocols.line import LineProtocol
 from reactor import Connection, Reactor
 from reactor.address import format_address
 from reactor.errors import describe
+from reactor.tls import describe_tls_error
 
 #: Bytes read from stdin per readiness event.
 STDIN_READ_BYTES = 64 * 1024
@@ -128,24 +132,29 @@ class ClientRun:
             os.close(devnull)
             self.reactor.stop()
 
-    def connect(self, protocol_factory: Callable[[], Any], args: argparse.Namespace) -> None:
-        """Connect as the client flags say: ``--unix PATH``, or ``--host`` and ``--port``."""
+    def connect(self, protocol_factory: Callable[[], Any], args: argparse.Namespace,
+                tls: dict[str, Any]) -> None:
+        """Connect as the client flags say: ``--unix PATH``, or ``--host`` and ``--port``;
+        ``tls``: ``client_tls_options(args)``, empty for plain TCP."""
         if args.unix:
             self.reactor.connect_unix(protocol_factory, args.unix, timeout=args.timeout,
-                                      on_error=self.connect_failed(f"unix:{args.unix}"))
+                                      on_error=self.connect_failed(f"unix:{args.unix}"), **tls)
             return
         if args.port is None:
             self.finish(EXIT_USAGE, "give --port (with --host) or --unix PATH")
             return
         host = args.host
         self.reactor.connect_tcp(protocol_factory, host, args.port, timeout=args.timeout,
-                                 on_error=self.connect_failed(format_address((host, args.port))))
+                                 on_error=self.connect_failed(format_address((host, args.port))),
+                                 **tls)
 
     def connect_failed(self, target: str) -> Callable[[BaseException], None]:
         """An ``on_error`` for ``connect_tcp``: one line on stderr, exit status 1."""
 
         def on_error(exc: BaseException) -> None:
-            if isinstance(exc, ConnectionRefusedError):
+            if isinstance(exc, ssl.SSLError):  # a certificate that fails verification, too
+                reason = f"TLS handshake failed: {describe_tls_error(exc)}"
+            elif isinstance(exc, ConnectionRefusedError):
                 reason = "connection refused (is the server running?)"
             elif isinstance(exc, OSError) and exc.strerror:
                 reason = exc.strerror
@@ -205,6 +214,11 @@ def run_line_client(args: argparse.Namespace, program: str,
         reactor = make_reactor(args)
     except TraceFileError as exc:
         return usage_error(program, str(exc))
+    try:
+        tls = client_tls_options(args)
+    except TLSSetupError as exc:
+        close_reactor(reactor)
+        return usage_error(program, str(exc))
     run = ClientRun(reactor, program)
-    run.connect(lambda: client(run), args)
+    run.connect(lambda: client(run), args, tls)
     return run.run()

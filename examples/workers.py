@@ -48,9 +48,11 @@ RESTART_DELAY_SECONDS = 0.5
 
 
 def run_workers(args: argparse.Namespace, program: str,
-                serve: Callable[[int, Callable[[], object]], int]) -> int:
+                serve: Callable[[int, Callable[[], object]], int], *,
+                announce: Callable[[str], str]) -> int:
     """Serve with ``args.workers`` processes; ``serve(port, on_listening)`` runs one worker's
-    server and calls ``on_listening()`` once it listens."""
+    server and calls ``on_listening()`` once it listens; ``announce(HOST:PORT)`` is the line
+    printed once all of them do."""
     host = args.host
     try:
         placeholder = bind_socket(host, args.port, socket.SOCK_STREAM, reuse_address=True,
@@ -66,7 +68,7 @@ def run_workers(args: argparse.Namespace, program: str,
     ready_reader, ready_writer = os.pipe()
     pool = WorkerPool(reactor, args.workers,
                       lambda: serve(port, lambda: os.write(ready_writer, b"!")))
-    announcement = f"listening on {format_address(placeholder.getsockname())}"
+    announcement = announce(format_address(placeholder.getsockname()))
 
     def worker_listening() -> None:
         pool.listening += len(os.read(ready_reader, 4096))

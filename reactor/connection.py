@@ -77,7 +77,7 @@ SENDMSG_MAX_CHUNKS = 64
 #: How long a close we started waits for the peer's FIN before closing anyway.
 CLOSE_LINGER_SECONDS = 2.0
 
-#: A TLS handshake not finished this long after it began is aborted (``reactor/tls.py``): a peer
+#: A TLS handshake not finished this long after it began is closed (``reactor/tls.py``): a peer
 #: that connects and sends nothing, or stops half-way, would otherwise hold a descriptor forever.
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
@@ -477,6 +477,11 @@ class Connection(BaseTransport):
             self._shutdown_write()
 
     # -- half-close, close, abort ----------------------------------------------------------------
+
+    def can_write_eof(self) -> bool:
+        """True: a TCP or Unix stream socket can always half-close (asyncio's name; TLS 1.2
+        cannot, ``reactor/tls.py``)."""
+        return True
 
     def write_eof(self) -> None:
         """Half-close our side: FIN goes out after the queued data; we keep reading.

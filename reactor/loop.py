@@ -392,7 +392,8 @@ class Reactor:
         On success the protocol gets ``connection_made``; on failure it is never created.
         ``options`` (``reactor.connector.Connector``): ``timeout`` (default 10 s),
         ``on_error``, ``ssl`` (a client context, e.g. ``ssl.create_default_context()``: the
-        protocol is then made after the TLS handshake, and a failed one reaches ``on_error``),
+        protocol's ``connection_made`` then comes after the TLS handshake, and a failed one
+        reaches ``on_error`` instead),
         ``server_hostname`` (default ``host``: sent as SNI and checked against the certificate
         when the context's ``check_hostname`` is on, as it is by default), ``handshake_timeout``.
         """

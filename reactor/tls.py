@@ -45,12 +45,17 @@ Choices (what a mature server does where the issue leaves room):
 * ``connection_made`` comes after the handshake. A failed handshake never reaches the protocol:
   the server logs one line naming the peer and the reason, sends OpenSSL's alert if it has one,
   and closes. A client's failure goes to the connector's ``on_error``. A handshake not finished
-  within ``handshake_timeout`` seconds (``TLS_HANDSHAKE_TIMEOUT_SECONDS``) is aborted.
+  within ``handshake_timeout`` seconds (``TLS_HANDSHAKE_TIMEOUT_SECONDS``) is closed the same
+  way: a FIN, not an RST, since a slow peer has done nothing wrong that a reset would signal.
+  (The protocol factory has run at accept all the same: count connections in
+  ``connection_made``, not in the factory.)
+* A record that does not decrypt (garbage, a bad MAC) after the handshake: one log line,
+  OpenSSL's alert (``bad_record_mac``), then FIN; ``connection_lost`` gets the ``SSLError``.
 * ``close()``: close_notify after the queued data, then FIN, then the usual lingering close.
   ``abort()``: RST, no close_notify (the peer must not mistake it for a clean end).
 * ``write_eof()`` sends close_notify and FIN while we keep reading. That is a half-close TLS 1.3
   allows (RFC 8446, 6.1). TLS 1.2 does not: a 1.2 peer answers close_notify by closing (RFC 5246,
-  7.2.1), so there ``write_eof()`` raises ``RuntimeError``.
+  7.2.1), so there ``write_eof()`` raises ``RuntimeError``; ``can_write_eof()`` says which.
 * Renegotiation is not supported: TLS 1.3 has none, and a TLS 1.2 renegotiation, which would make
   ``write()`` wait for a read, closes the connection with an error.
 
@@ -213,6 +218,11 @@ class TLSConnection(Connection):
             return default if value is None else value
         return super().get_extra_info(name, default)
 
+    def can_write_eof(self) -> bool:
+        """Only TLS 1.3 has a half-close (see the module docstring); ``False`` until the
+        handshake has said which version this is."""
+        return self.tls_version == "TLSv1.3"
+
     def get_write_buffer_size(self) -> int:
         """Plaintext queued plus ciphertext the kernel has not taken: what the watermarks see."""
         return len(self.send_buffer) + len(self._tls.pending)
@@ -331,9 +341,9 @@ class TLSConnection(Connection):
         tls.timer = None
         exc = TimeoutError(errno.ETIMEDOUT, f"TLS handshake not finished within "
                                             f"{tls.handshake_timeout:g}s")
-        self._handshake_failed(exc, abort=True)
+        self._handshake_failed(exc)
 
-    def _handshake_failed(self, exc: BaseException, *, abort: bool = False) -> None:
+    def _handshake_failed(self, exc: BaseException) -> None:
         """One log line (or the connector's on_error), OpenSSL's alert if it wrote one, close."""
         if self._closed:
             return
@@ -346,12 +356,14 @@ class TLSConnection(Connection):
         if tls.on_failed is None:
             log.warning("TLS handshake with %s failed: %s", self.peer_name,
                         describe_tls_error(exc))
-        if abort:
-            self._abort(exc)
-            return
+        self._send_alert_and_close(exc)
+
+    def _send_alert_and_close(self, exc: BaseException) -> None:
+        """Offer OpenSSL's alert, if it wrote one, to the kernel, and close: FIN, or RST if the
+        peer's bytes are still unread in the kernel. Best effort: we do not wait for the alert."""
         self._collect_output()
         try:
-            self._flush_ciphertext()  # the alert, best effort: we do not wait for it
+            self._flush_ciphertext()
         except OSError:
             pass
         self._teardown(exc)
@@ -420,8 +432,12 @@ class TLSConnection(Connection):
                 break
             pieces.append(piece)
         plaintext = b"".join(pieces) if len(pieces) != 1 else pieces[0]
-        if self._tracer is not None and data:
-            self._trace("tls read", ciphertext=len(data), plaintext=len(plaintext))
+        if self._tracer is not None:
+            if data:
+                self._trace("tls read", ciphertext=len(data), plaintext=len(plaintext))
+            elif data is None and plaintext:
+                self._trace("tls read", ciphertext=0, plaintext=len(plaintext),
+                            meaning="records that came with the handshake's last flight")
         if self._collect_output():  # a reply to a post-handshake message
             if not self._flush_ciphertext():
                 self._start_writing()
@@ -615,12 +631,14 @@ class TLSConnection(Connection):
     # -- errors ----------------------------------------------------------------------------------
 
     def _io_failed(self, exc: OSError, syscall: str) -> None:
-        """A broken record (garbage, a bad MAC) is the peer's fault: one line, no traceback."""
+        """A broken record (garbage, a bad MAC) is the peer's fault: one line, no traceback,
+        the alert OpenSSL wrote for it, and a close."""
         if isinstance(exc, ssl.SSLError):
             if self._tracer is not None:
                 self._trace("tls error", error=describe_tls_error(exc))
             log.warning("%s: TLS error, closing: %s", self.peer_name, describe_tls_error(exc))
-            self._abort(exc)
+            self.send_buffer.clear()  # nothing more of ours is worth sending on a broken stream
+            self._send_alert_and_close(exc)
             return
         super()._io_failed(exc, syscall)
 

@@ -44,7 +44,8 @@ SHUTDOWN_TIMEOUT = 4.0
 
 SERVERS = ("echo_server", "uppercase_server", "chat_server")
 
-LISTENING = re.compile(r"listening on (?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)")
+#: A server's first line; a TLS port says so after the address.
+LISTENING = re.compile(r"listening on (?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)(?P<tls> \(TLS\))?")
 
 
 def command(program: str, *args: str) -> list[str]:
@@ -361,7 +362,7 @@ class ServerProcess(Program):
 
     @property
     def address(self) -> str:
-        return self.first_line.removeprefix("listening on ")
+        return format_address((self.host, self.port))
 
     def connect(self, *, timeout: float = TIMEOUT) -> Client:
         client = connect(self.port, self.host, timeout=timeout)
@@ -481,3 +482,4 @@ class Launcher:
             program.close()
         for sock in self._sockets:
             sock.close()
+

@@ -16,11 +16,12 @@ import pytest
 
 from tests.processes import REPO_ROOT, Launcher
 from tests.redis_process import require_redis_server
+from tests.tls_certs import require_openssl
 
 
 @pytest.mark.parametrize("module", ["examples.bench", "examples.bench.__main__",
                                     "examples.bench.pyload", "examples.bench.matrix",
-                                    "examples.bench.fanout"])
+                                    "examples.bench.fanout", "examples.bench.tls"])
 def test_bench_modules_import(module: str) -> None:
     importlib.import_module(module)
 
@@ -58,3 +59,18 @@ def test_fanout_runs_both_rooms_for_half_a_second(tmp_path: Path) -> None:
     for row in results:
         assert row["members"] == 6 and row["deliveries_per_s"] > 0
     assert results[1]["remote_p50_ms"] > 0  # deliveries crossed servers through Redis
+
+
+def test_tls_command_makes_a_certificate_and_a_row_for_ours_and_asyncio(tmp_path: Path) -> None:
+    require_openssl()
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "tls", "--servers", "echo,asyncio-echo",
+         "--rounds", "1", "--sizes", "1024", "--conns", "2", "--seconds", "0.3",
+         "--warmup", "0.1", "--json", str(tmp_path / "results.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "TLS echo 1 KiB x 2 conns x pipeline 1" in result.stdout
+    [cell] = json.loads((tmp_path / "results.json").read_text())["tls"]["cells"]
+    assert set(cell["summaries"]) == {"echo", "asyncio-echo"}
+    for run in cell["runs"]:
+        assert run["ok"] and run["load_json"]["tls"] is True and run["load_json"]["rtts"] > 0

@@ -25,6 +25,7 @@ from reactor.tls import MAX_PENDING_CIPHERTEXT_BYTES, TLSConnection
 from reactor.trace import RecordingTracer
 from tests.helpers import Recorder, run_until
 from tests.tls_certs import Certificates
+from tests.tls_clients import round_trip_in_random_chunks
 
 TLS_VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
 
@@ -129,32 +130,8 @@ def test_python_ssl_client_round_trip_in_random_chunks(reactor: Reactor, certs: 
     payload = random.Random(1).randbytes(size)
 
     def client() -> bytes:
-        # One thread sends and receives: an SSL object must not be used by two threads at once.
-        chunking = random.Random(size)
-        echoed = bytearray()
-        sent = 0
-        step = 0
         with tls_client(certs, listener.address) as sock:
-            sock.setblocking(False)
-            deadline = time.monotonic() + 30
-            while len(echoed) < len(payload) and time.monotonic() < deadline:
-                want_write = [sock] if sent < len(payload) else []
-                readable, writable, _ = select.select([sock], want_write, [], 1)
-                if readable or sock.pending():
-                    try:
-                        while chunk := sock.recv(1 << 20):
-                            echoed += chunk
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        pass
-                if writable:
-                    step = step or chunking.randint(1, 300_000)
-                    try:
-                        taken = sock.send(payload[sent:sent + step])
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        continue
-                    sent += taken
-                    step -= taken
-        return bytes(echoed)
+            return round_trip_in_random_chunks(sock, payload, random.Random(size))
 
     assert Background(client).value(reactor) == payload
     run_until(reactor, lambda: not listener.connections)
@@ -332,9 +309,9 @@ def test_silent_peer_is_cut_off_at_the_handshake_timeout(
     with caplog.at_level(logging.WARNING, logger="reactor"):
         with socket.create_connection(listener.address, timeout=5) as silent:
             started = time.monotonic()
-            closed = Background(lambda: _read_until_closed(silent))
+            closed = Background(lambda: silent.recv(100))  # a reset would raise here
             assert _echo_one_in_loop(reactor, certs, listener) == b"meanwhile"
-            assert closed.value(reactor) == b""
+            assert closed.value(reactor) == b"", "the timeout closes with FIN"
             waited = time.monotonic() - started
     assert 0.25 <= waited < 3, waited
     lines = [r.getMessage() for r in caplog.records if r.name == "reactor.tls"]
@@ -365,23 +342,24 @@ def test_peer_vanishing_mid_handshake_is_one_line(
     listener.close()
 
 
-def test_garbage_record_after_the_handshake_is_one_line_and_a_close(
+def test_garbage_record_after_the_handshake_is_an_alert_one_line_and_a_close(
         reactor: Reactor, certs: Certificates, caplog: pytest.LogCaptureFixture) -> None:
     listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
 
-    def client() -> bytes:
+    def client() -> str:
         with tls_client(certs, listener.address) as sock:
             sock.sendall(b"ok")
             assert recv_exactly(sock, 2) == b"ok"
             # An application-data record header and 32 bytes that no key encrypted.
             os.write(sock.fileno(), b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
             try:
-                return sock.recv(100)
-            except (ssl.SSLError, ConnectionResetError):
-                return b""
+                data = sock.recv(100)
+            except ssl.SSLError as exc:  # the server's alert, decrypted by our session
+                return str(exc.reason)
+            return f"no alert: {data!r}"
 
     with caplog.at_level(logging.WARNING, logger="reactor"):
-        assert Background(client).value(reactor) == b""
+        assert Background(client).value(reactor).endswith("_ALERT_BAD_RECORD_MAC")
         run_until(reactor, lambda: not listener.connections)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("reactor")]
     assert len(lines) == 1 and "TLS error" in lines[0], lines
@@ -498,6 +476,7 @@ def test_write_eof_over_tls13_is_close_notify_and_we_keep_reading(
     client = Recorder(keep_open=True)
     connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
+    assert client.transport.can_write_eof()
     client.transport.write(b"request")
     client.transport.write_eof()
     assert client.transport.state is ConnectionState.WRITE_SHUT
@@ -514,6 +493,7 @@ def test_write_eof_over_tls12_raises_a_clear_error(reactor: Reactor, certs: Cert
     client = Recorder(keep_open=True)
     connect_with_tls(reactor, listener, certs, client)
     assert client.transport is not None
+    assert not client.transport.can_write_eof()
     with pytest.raises(RuntimeError, match="needs TLS 1.3"):
         client.transport.write_eof()
     client.transport.close()
@@ -636,8 +616,43 @@ def test_trace_shows_handshake_steps_then_version_cipher_subject_then_records(
     assert any(e["peer_certificate"] == "commonName=localhost" for e in established)
     assert names.index("tls established") < names.index("connection_made")
     reads = [e for e in tracer.events if e["event"] == "tls read" and e["plaintext"] == 5]
-    assert reads and all(e["ciphertext"] > 5 for e in reads)
+    off_the_socket = [e for e in reads if e["ciphertext"]]  # 0: came with the last flight
+    assert off_the_socket and all(e["ciphertext"] > 5 for e in off_the_socket)
     client.transport.close()
     run_until(reactor, lambda: "lost" in client.events)
     assert "tls close_notify" in [e["event"] for e in tracer.events]
+    listener.close()
+
+
+def test_data_in_the_segment_of_the_last_handshake_flight_is_delivered_and_traced(
+        reactor: Reactor, certs: Certificates) -> None:
+    """TLS 1.3: the client's Finished and its first record in one send. Both sit in the incoming
+    BIO once the handshake completes, and no readiness event will announce the record."""
+    tracer = RecordingTracer()
+    reactor.set_tracer(tracer)
+    listener = reactor.listen_tcp(EchoProtocol, ssl=certs.server_context())
+
+    def client() -> bytes:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with socket.create_connection(listener.address, timeout=5) as sock:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        sock.sendall(outgoing.read())
+                    incoming.write(sock.recv(65536))
+            tls.write(b"early")
+            sock.sendall(outgoing.read())  # Finished and the record: one segment on loopback
+            while True:
+                try:
+                    return tls.read(100)
+                except ssl.SSLWantReadError:  # session tickets first, then the echo
+                    incoming.write(sock.recv(65536))
+
+    assert Background(client).value(reactor) == b"early"
+    reads = [e for e in tracer.events if e["event"] == "tls read" and e["plaintext"] == 5]
+    assert [e["ciphertext"] for e in reads] == [0], reads
     listener.close()

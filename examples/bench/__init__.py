@@ -5,6 +5,7 @@
     python -m examples.bench memory               # bytes per idle connection, 10,000 open
     python -m examples.bench passes               # one loop pass: select vs poll vs epoll
     python -m examples.bench slow-reader          # back-pressure under clients that read slowly
+    python -m examples.bench tls                  # TLS echo: ours vs asyncio, 1 and 100 KiB
 
 Not part of the tests. Needs only Python; a C compiler builds the faithful load generator
 (``echo_load.c``), and uvloop and Twisted (``pip install -e '.[bench]'``) and redis-benchmark
@@ -15,5 +16,5 @@ compared within a round.
 Read in this order: ``__main__`` (the commands), ``matrix`` (the order of runs), ``load`` (one
 run), ``measure`` (what is read from /proc), ``report``; then ``servers``, ``cpus``, ``launch``;
 the load clients ``echo_load.c``, ``pyload``, ``chatload``, ``slowload``; the other measurements
-``memory``, ``passes``, ``slow_reader``; and ``peers/``.
+``memory``, ``passes``, ``slow_reader``, ``fanout``, ``tls``; and ``peers/``.
 """

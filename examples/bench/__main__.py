@@ -1,4 +1,5 @@
-"""``python -m examples.bench [throughput|memory|passes|slow-reader] ...``: run, print, save.
+"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls] ...``: run,
+print, save.
 
 Owns the command line: which servers, which cells, how long; prints each table to stdout
 (progress goes to stderr) and writes its section of the JSON results file.
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.bench import fanout, matrix, memory, passes, redis_check, slow_reader
+from examples.bench import fanout, matrix, memory, passes, redis_check, slow_reader, tls
 from examples.bench.cpus import CpuPlan, plan
 from examples.bench.load import choose
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
@@ -38,7 +39,7 @@ KIB = 1024
 #: comparison.
 MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
 
-COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout")
+COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls")
 WORKERS_CAVEAT = ("multi-worker servers are not pinned; on a 2-core machine the load generator "
                   "competes with the second worker for CPU 1, so 2 workers cannot show 2x here")
 
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="MiB/s each client reads, at most (default: %(default)s)")
     fanout.add_arguments(commands.add_parser(
         "fanout", parents=[common], help="one chat room on 2 servers through Redis vs 1 process"))
+    tls.add_arguments(commands.add_parser(
+        "tls", parents=[common], help="TLS echo, ours vs asyncio: req/s, user CPU per RT"))
     return parser
 
 
@@ -252,9 +255,29 @@ def run_fanout(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) 
     return 0
 
 
+def run_tls(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    specs, notes = resolve(args.servers or tls.SERVERS, kinds=["echo"])
+    specs, more_notes = tls.capable(specs)
+    notes += [*more_notes, f"certificate: {shlex.join(tls.CERTIFICATE_COMMAND)} (in a temporary "
+              "directory)", "load generator: pyload --tls (Python; echo_load.c is plain TCP)"]
+    header(f"TLS echo, {args.rounds} interleaved rounds of {args.warmup:g} s warm-up + "
+           f"{args.seconds:g} s", cpus, options, specs, notes)
+    try:
+        with tls.certificate() as (cert, key):
+            results = tls.measure(specs, options, args, cert, key)
+    except tls.CertificateError as exc:
+        print(f"examples.bench: {exc}", file=sys.stderr)
+        return 2
+    print("\n\n".join(tls.render(result, args.rounds) for result in results), end="\n\n")
+    print("\n".join(THROUGHPUT_FOOTNOTES))
+    update_json(args.json, "tls", {"meta": meta(cpus, options, args), "notes": notes,
+                                   "cells": [result.to_json() for result in results]})
+    return 1 if any(not run.ok for result in results for run in result.runs) else 0
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, CpuPlan, LaunchOptions], int]] = {
     "throughput": run_throughput, "memory": run_memory, "passes": run_passes,
-    "slow-reader": run_slow_reader, "fanout": run_fanout,
+    "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls,
 }
 
 

@@ -2,6 +2,11 @@
 ``examples.echo_server``.
 
     python -m examples.bench.peers.asyncio_echo --port 0 [--loop uvloop]
+        [--tls-cert FILE --tls-key FILE]
+
+With ``--tls-cert``/``--tls-key`` it serves TLS with the same ``SSLContext`` our servers build
+from those flags (``examples/tlsargs.py``), so a TLS row compares the event loops, not two
+OpenSSL configurations.
 """
 
 from __future__ import annotations
@@ -12,6 +17,12 @@ from typing import cast
 
 from examples.bench.peers.asyncio_serve import serve
 from examples.bench.peers.common import PauseCounter, parser
+from examples.tlsargs import (
+    TLSSetupError,
+    add_server_tls_arguments,
+    check_server_tls_arguments,
+    server_context,
+)
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -36,9 +47,17 @@ class EchoProtocol(asyncio.Protocol):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0], loops=True).parse_args(argv)
+    arguments = parser(__doc__.splitlines()[0], loops=True)
+    add_server_tls_arguments(arguments)
+    args = arguments.parse_args(argv)
+    check_server_tls_arguments(arguments, args)
+    try:
+        context = server_context(args)
+    except TLSSetupError as exc:
+        print(f"asyncio_echo: {exc}", file=sys.stderr)
+        return 2
     counter = PauseCounter()
-    return serve(lambda: EchoProtocol(counter), args, counter)
+    return serve(lambda: EchoProtocol(counter), args, counter, context)
 
 
 if __name__ == "__main__":

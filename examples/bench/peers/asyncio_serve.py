@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from examples.bench.peers.common import PauseCounter, announce
 
@@ -42,12 +44,16 @@ async def _serve(start: Callable[[], Awaitable[asyncio.Server]], host: str) -> N
 
 
 def serve(factory: Callable[[], asyncio.Protocol], args: argparse.Namespace,
-          counter: PauseCounter) -> int:
-    """Serve with a Protocol factory (``loop.create_server``)."""
+          counter: PauseCounter, tls_context: ssl.SSLContext | None = None) -> int:
+    """Serve with a Protocol factory (``loop.create_server``); with ``tls_context``, TLS only,
+    and the handshake timeout ``args.tls_handshake_timeout`` as our servers apply it (asyncio
+    refuses the timeout without a context)."""
+    tls: dict[str, Any] = {} if tls_context is None else {
+        "ssl": tls_context, "ssl_handshake_timeout": args.tls_handshake_timeout}
 
     async def start() -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(factory, args.host, args.port,
-                                                              backlog=BACKLOG)
+                                                              backlog=BACKLOG, **tls)
     return _run(start, args, counter)
 
 
