@@ -118,6 +118,6 @@ def test_on_another_loop_no_failure_is_expected() -> None:
 
 
 def test_a_failed_class_fixture_is_named_after_its_class() -> None:
-    holder = unittest.suite._ErrorHolder(  # what unittest reports a setUpClass error with
-        "setUpClass (tests.asyncio_suite.families.EventLoopTests)")
+    holder = unittest.suite._ErrorHolder(  # type: ignore[attr-defined]  # unittest's, private
+        "setUpClass (tests.asyncio_suite.families.EventLoopTests)")  # how it names one
     assert result_name("events", holder) == "events.EventLoopTests.setUpClass"
