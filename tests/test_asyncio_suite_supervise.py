@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 import time
+import unittest.suite
 from pathlib import Path
 
 import pytest
 
+from tests.asyncio_suite.run import result_name
 from tests.asyncio_suite.supervise import FamilyRun, Outcome, supervise
 from tests.asyncio_suite.tally import Tally
 
@@ -113,3 +115,9 @@ def test_on_another_loop_no_failure_is_expected() -> None:
     assert [outcome.id for outcome in tally.unexpected] == [
         "events.EventLoopTests.test_timeout_rounding"]
     assert not tally.stale
+
+
+def test_a_failed_class_fixture_is_named_after_its_class() -> None:
+    holder = unittest.suite._ErrorHolder(  # type: ignore[attr-defined]  # unittest's, private
+        "setUpClass (tests.asyncio_suite.families.EventLoopTests)")  # how it names one
+    assert result_name("events", holder) == "events.EventLoopTests.setUpClass"

@@ -99,7 +99,7 @@ class BackgroundRuns:
         self._pool = ThreadPoolExecutor(max_workers=BACKGROUND_JOBS)
         self._selected = selected
         self._futures: dict[tuple[str, str], Future[FamilyRun]] = {}
-        self.summaries: list[str] = []
+        self.tallies: list[Tally] = []
 
     def result(self, version: str, family: str) -> FamilyRun:
         python = interpreter(version)  # skips this test if there is no such Python
@@ -134,20 +134,34 @@ def runs(request: pytest.FixtureRequest) -> Iterator[BackgroundRuns]:
         yield background
     finally:
         background.close()
-        _report(request.config, background.summaries)
+        _report(request.config, background.tallies)
 
 
-def _report(config: pytest.Config, summaries: list[str]) -> None:
-    """Print the per-family lines on the terminal, past pytest's output capture."""
+def _report(config: pytest.Config, tallies: list[Tally]) -> None:
+    """Print each family's line and each Python's total on the terminal, past pytest's output
+    capture."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not summaries:
+    if reporter is None or capture is None or not tallies:
         return
     with capture.global_and_fixture_disabled():
         reporter.write_line("")
         reporter.write_sep("-", "CPython test.test_asyncio on reactor.aio")
-        for line in summaries:
-            reporter.write_line(line)
+        for tally in tallies:
+            reporter.write_line(_line(tally))
+        for version in dict.fromkeys(tally.run.python_version for tally in tallies):
+            mine = [tally for tally in tallies if tally.run.python_version == version]
+            passed = sum(len(tally.passed) for tally in mine)
+            expected = sum(len(tally.expected) for tally in mine)
+            reporter.write_line(f"Python {version}, {len(mine)} families: {passed} passed out "
+                                f"of {sum(tally.ran for tally in mine)} ran "
+                                f"({expected} expected failures)")
+
+
+def _line(tally: Tally) -> str:
+    run = tally.run
+    return (f"Python {run.python_version} {tally.summary()}  "
+            f"[{run.wall_seconds:.1f} s, {run.children} process(es)]")
 
 
 @pytest.mark.timeout(TEST_TIMEOUT_SECONDS)
@@ -157,8 +171,6 @@ def test_family_passes_on_our_loop_except_the_expected_failures(
         runs: BackgroundRuns, version: str, family: str) -> None:
     run = runs.result(version, family)
     tally = Tally.of(run)
-    line = (f"Python {run.python_version or version} {tally.summary()}  "
-            f"[{run.wall_seconds:.1f} s, {run.children} process(es)]")
-    runs.summaries.append(line)
-    print(line)
-    assert tally.ok, f"{line}\n{tally.problems()}"
+    runs.tallies.append(tally)
+    assert run.python_version.startswith(f"{version}."), run.notes
+    assert tally.ok, f"{_line(tally)}\n{tally.problems()}"

@@ -130,7 +130,7 @@ def _by_new_loop(choice: LoopChoice, name: str, stdlib_class: type) -> list[type
     return [_bind(name, (BoundToLoop, stdlib_class), choice, {"new_loop": new_loop})]
 
 
-def _by_own_set_up(choice: LoopChoice, name: str, stdlib_class: type,
+def _by_own_set_up(choice: LoopChoice, name: str, stdlib_class: type[unittest.TestCase],
                    close_in_cleanup: bool) -> list[type[unittest.TestCase]]:
     """``stdlib_class.setUp`` makes its loop with ``asyncio.new_event_loop()``: do its work
     (``test_utils.TestCase.setUp``, then the loop) with the chosen loop instead."""

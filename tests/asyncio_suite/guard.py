@@ -23,7 +23,8 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import IO, Any
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+#: What unittest passes to addError/addFailure (``sys.exc_info()``'s type, as typeshed spells it).
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 #: Between two alarms once a test is over its time, for code that swallowed the first one.
 REPEAT_ALARM_SECONDS = 2.0
@@ -109,7 +110,8 @@ class JsonLinesResult(unittest.TestResult):
 
     def addError(self, test: unittest.TestCase, err: ExcInfo) -> None:  # noqa: N802
         super().addError(test, err)
-        outcome = "timeout" if issubclass(err[0], TestTimedOut) else "error"
+        timed_out = err[0] is not None and issubclass(err[0], TestTimedOut)
+        outcome = "timeout" if timed_out else "error"
         self._record(test, outcome, _format(err))
 
     def addFailure(self, test: unittest.TestCase, err: ExcInfo) -> None:  # noqa: N802
@@ -120,7 +122,7 @@ class JsonLinesResult(unittest.TestResult):
                    err: ExcInfo | None) -> None:
         super().addSubTest(test, subtest, err)
         if err is not None:
-            failed = issubclass(err[0], test.failureException)
+            failed = err[0] is not None and issubclass(err[0], test.failureException)
             self._record(test, "failed" if failed else "error", f"{subtest}: {_format(err)}")
 
     def addSkip(self, test: unittest.TestCase, reason: str) -> None:  # noqa: N802
@@ -133,5 +135,8 @@ class JsonLinesResult(unittest.TestResult):
 
 
 def _format(err: ExcInfo) -> str:
-    lines = "".join(traceback.format_exception(*err)).rstrip().splitlines()
+    exc_type, exc, tb = err
+    if exc_type is None:
+        return ""
+    lines = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip().splitlines()
     return "\n".join(lines[-DETAIL_LINES:])
