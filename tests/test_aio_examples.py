@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from tests.processes import Client, Launcher, ServerProcess, ipv6_loopback_available
-from tests.test_examples_chat import join, nothing_pending, rename
+from tests.test_examples_chat import join, nothing_pending, rename, room_of_three
 # The chat room's contract, run here against this module's ``server`` fixture: the asyncio
 # program on our loop.
 from tests.test_examples_chat import (  # noqa: F401
@@ -152,9 +152,7 @@ def test_port_in_use_is_one_stderr_line_and_exit_status_2(launch: Launcher, loop
 
 def test_a_member_that_resets_is_announced_as_left_and_the_room_goes_on(
         server: ServerProcess) -> None:
-    alice = join(server)
-    bob = join(server, alice)
-    carol = join(server, alice, bob)
+    alice, bob, carol = room_of_three(server)
     alice.send(b"half a li")  # then RST, mid-line
     alice.reset()
     assert bob.line() == f"* {alice.name} left"
