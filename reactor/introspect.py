@@ -15,6 +15,7 @@ Per pass, a tracer sees (see ``reactor/trace.py`` for how they are printed)::
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 def describe_callback(callback: object) -> str:
     """``Connection._on_readable of fd=7 127.0.0.1:5000`` style, for traces and snapshots."""
+    if isinstance(callback, functools.partial):  # add_reader(fd, callback, *args) binds args
+        callback = callback.func
     owner = getattr(callback, "__self__", None)
     name = getattr(callback, "__qualname__", None) or type(callback).__name__
     label = getattr(owner, "trace_label", None)
@@ -59,6 +62,13 @@ def trace_pass_start(reactor: Reactor, tracer: Tracer, wait: float | None,
     tracer.event(reactor, "pass", number=reactor.passes + 1,
                  timeout="none" if wait is None else round(wait, 6),
                  why=explain_timeout(reactor, wait, requested))
+
+
+def trace_pass_begins_with_callbacks(reactor: Reactor, tracer: Tracer) -> None:
+    """With ``callbacks_before_io`` a pass runs its ready callbacks before it decides how long
+    to wait (they may queue more): the pass is announced first, its ``select()`` after them."""
+    tracer.event(reactor, "pass_begins", number=reactor.passes + 1,
+                 why="the ready callbacks first, then select() (asyncio's order)")
 
 
 def tracing_observer(reactor: Reactor,

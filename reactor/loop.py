@@ -64,6 +64,8 @@ class Reactor:
     ``tracer`` receives every reactor event (``reactor.trace``); ``None`` costs one
     attribute check per event. ``debug=True`` checks every protocol's callback order as it
     runs (``reactor.checker``) and collects breaches in ``contract_violations``.
+    ``callbacks_before_io=True`` runs the callbacks already waiting before the pass polls
+    (asyncio's order, which ``reactor.aio`` needs; see ``run_once``).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Reactor:
         clock: Callable[[], float] = time.monotonic,
         tracer: Tracer | None = None,
         debug: bool = False,
+        callbacks_before_io: bool = False,
     ) -> None:
         self._poller = Poller.create(selector, on_error=self._io_callback_failed, clock=clock)
         self._timers = TimerQueue()
@@ -92,6 +95,7 @@ class Reactor:
         self.passes = 0
         self.slowest_pass_seconds = 0.0
         self.debug = debug
+        self._callbacks_before_io = callbacks_before_io
         self.contract_violations: list[str] = []
 
     def __repr__(self) -> str:
@@ -131,9 +135,18 @@ class Reactor:
            Callbacks scheduled meanwhile (by I/O, by these callbacks) wait for the next pass:
            a callback that re-schedules itself cannot starve I/O, and ``connection_lost``
            always comes on a later pass than the event that caused it.
+
+        With ``callbacks_before_io`` the callbacks of step 4 run first instead, as asyncio's
+        loop runs them: a coroutine woken by a callback (``create_connection`` returning its
+        transport, say) then runs before the data that arrives next is delivered.
         """
         ready = self._ready
         ready_at_start = len(ready)
+        if ready_at_start and self._callbacks_before_io:
+            if self.tracer is not None:
+                introspect.trace_pass_begins_with_callbacks(self, self.tracer)
+            self._run_ready(ready_at_start)
+            ready_at_start = 0
         if ready or self._stopping:
             wait: float | None = 0.0
         else:
@@ -150,15 +163,10 @@ class Reactor:
             introspect.trace_pass_start(self, tracer, wait, timeout)
             poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
         due = self._timers.pop_due(self.time())
-        if tracer is not None and (ready_at_start or due):
-            # One C-level copy: a signal handler (or another thread) may append to the deque
-            # between any two bytecodes, and a live iterator over it would then raise
-            # "deque mutated during iteration".
-            introspect.trace_callbacks(self, tracer, [*list(ready)[:ready_at_start], *due])
-        for _ in range(ready_at_start):
-            handle = ready.popleft()
-            if not handle.cancelled:
-                self._run_callback(handle)
+        if tracer is not None and due:
+            introspect.trace_callbacks(self, tracer, due)
+        if ready_at_start:
+            self._run_ready(ready_at_start)
         for timer in due:
             if not timer.cancelled:  # an earlier callback of this pass may have cancelled it
                 self._run_callback(timer)
@@ -166,6 +174,19 @@ class Reactor:
         work = self.time() - poller.woke_at
         if work > self.slowest_pass_seconds:
             self.slowest_pass_seconds = work
+
+    def _run_ready(self, count: int) -> None:
+        """Run the first ``count`` callbacks of the ready queue (those queued later wait)."""
+        ready = self._ready
+        if self.tracer is not None:
+            # One C-level copy: a signal handler (or another thread) may append to the deque
+            # between any two bytecodes, and a live iterator over it would then raise
+            # "deque mutated during iteration".
+            introspect.trace_callbacks(self, self.tracer, list(ready)[:count])
+        for _ in range(count):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                self._run_callback(handle)
 
     def stop(self) -> None:
         """Make ``run()`` return after the current pass. Safe from callbacks, other threads and

@@ -75,13 +75,24 @@ class PassTracer:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("reactor.trace")
         self._lines: list[str] = []
+        #: The pass announced by "pass_begins", whose "pass" (its select()) is still to come.
+        self._begun: int | None = None
 
     def event(self, source: object, name: str, **fields: Any) -> None:
-        if name == "pass":
+        if name == "pass_begins":
             self.flush()
+            self._begun = fields["number"]
+            self._lines.append(f"pass {fields['number']}: {fields['why']}")
+        elif name == "pass":
             limit = fields["timeout"]
             wait = "no time limit" if limit == "none" else f"at most {limit}s"
-            self._lines.append(f"pass {fields['number']}: select() with {wait}: {fields['why']}")
+            if fields["number"] == self._begun:
+                self._lines.append(f"  select() with {wait}: {fields['why']}")
+            else:
+                self.flush()
+                self._lines.append(f"pass {fields['number']}: select() with {wait}: "
+                                   f"{fields['why']}")
+            self._begun = None
         elif name in ("woke", "wakeup"):
             self._lines.append(f"  {name}: {fields['by']}")
         elif name == "callbacks":

@@ -274,14 +274,19 @@ def connect(port: int, host: str = "127.0.0.1", *, timeout: float = TIMEOUT) -> 
 
 
 class Program:
-    """One running example program: stdout read by lines, stderr collected in a file."""
+    """One running example program: stdout read by lines, stderr collected in a file.
 
-    def __init__(self, program: str, args: list[str], *, stdin: int | None) -> None:
+    ``runner`` is the command that starts a program not run as ``python -m examples.NAME``
+    (``[python, "-m", "reactor.aio", "examples/asyncio_chat.py"]``); ``args`` follow it.
+    """
+
+    def __init__(self, program: str, args: list[str], *, stdin: int | None,
+                 runner: list[str] | None = None) -> None:
         self.program = program
         self._stderr_file: IO[bytes] = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            command(program, *args), cwd=REPO_ROOT, stdin=stdin, stdout=subprocess.PIPE,
-            stderr=self._stderr_file)
+            command(program, *args) if runner is None else [*runner, *args], cwd=REPO_ROOT,
+            stdin=stdin, stdout=subprocess.PIPE, stderr=self._stderr_file)
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         self.stdout = LineReader(fd, lambda size: os.read(fd, size), f"{program} stdout")
@@ -333,10 +338,10 @@ class Program:
 class ServerProcess(Program):
     """A server started with ``--port 0`` (unless the test gives one); knows its host and port."""
 
-    def __init__(self, program: str, args: list[str]) -> None:
+    def __init__(self, program: str, args: list[str], runner: list[str] | None = None) -> None:
         if "--port" not in args:
             args = ["--port", "0", *args]
-        super().__init__(program, args, stdin=subprocess.DEVNULL)
+        super().__init__(program, args, stdin=subprocess.DEVNULL, runner=runner)
         self.clients: list[Client] = []
         self.first_line = ""
         self.host = ""
@@ -420,15 +425,16 @@ class Launcher:
         self._programs: list[Program] = []
         self._sockets: list[socket.socket] = []
 
-    def server(self, program: str, *args: str) -> ServerProcess:
-        """Start a server and wait for its ``listening on`` line."""
-        server = ServerProcess(program, list(args))
-        self._programs.append(server)
+    def server(self, program: str, *args: str, runner: list[str] | None = None
+               ) -> ServerProcess:
+        """Start a server and wait for its ``listening on`` line (``runner``: see ``Program``)."""
+        server = self.start_server(program, *args, runner=runner)
         return server.announced()
 
-    def start_server(self, program: str, *args: str) -> ServerProcess:
+    def start_server(self, program: str, *args: str, runner: list[str] | None = None
+                     ) -> ServerProcess:
         """Start a server without waiting for anything (for start-up failures)."""
-        server = ServerProcess(program, list(args))
+        server = ServerProcess(program, list(args), runner)
         self._programs.append(server)
         return server
 

@@ -57,6 +57,13 @@ PEERS = {
                    ("--loop", "uvloop"), requires="uvloop"),
         ServerSpec("uvloop-upper", "line", "examples.bench.peers.asyncio_upper",
                    ("--loop", "uvloop"), requires="uvloop"),
+        # The same asyncio programs on our loop (reactor.aio), and streams beside Protocol.
+        ServerSpec("aio-echo", "echo", "examples.bench.peers.asyncio_echo", ("--loop", "reactor")),
+        ServerSpec("asyncio-streams", "echo", "examples.bench.peers.asyncio_streams_echo"),
+        ServerSpec("aio-streams", "echo", "examples.bench.peers.asyncio_streams_echo",
+                   ("--loop", "reactor")),
+        ServerSpec("uvloop-streams", "echo", "examples.bench.peers.asyncio_streams_echo",
+                   ("--loop", "uvloop"), requires="uvloop"),
         ServerSpec("twisted-echo", "echo", "examples.bench.peers.twisted_echo", requires="twisted"),
         ServerSpec("twisted-upper", "line", "examples.bench.peers.twisted_upper",
                    requires="twisted"),

@@ -18,7 +18,7 @@ def parser(description: str, *, loops: bool) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     if loops:
-        parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+        parser.add_argument("--loop", choices=["asyncio", "uvloop", "reactor"], default="asyncio",
                             help="the event loop implementation (default: %(default)s)")
     return parser
 
