@@ -502,10 +502,14 @@ class Connection(BaseTransport):
     def _shutdown_write(self) -> None:
         self._eof_pending = False
         try:
-            self._sock.shutdown(socket.SHUT_WR)
+            self._send_fin()
         except OSError as exc:
             self._io_failed(exc, "shutdown")
-            return
+
+    def _send_fin(self) -> None:
+        """``shutdown(SHUT_WR)``: the kernel sends FIN after what it already holds. Raises the
+        kernel's refusal (ENOTCONN once the peer has reset) to the caller."""
+        self._sock.shutdown(socket.SHUT_WR)
         if self._tracer is not None:
             self._trace("shutdown", meaning="SHUT_WR: our FIN is on its way")
 

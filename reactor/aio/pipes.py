@@ -80,6 +80,12 @@ class _PipeTransport:
     def is_closing(self) -> bool:
         return self._closing
 
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
     def _close(self, exc: BaseException | None) -> None:
         self._closing = True
         self._unwatch()
@@ -162,12 +168,6 @@ class ReadPipeTransport(_PipeTransport, asyncio.ReadTransport):
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
 
     def close(self) -> None:
         if not self._closing:
@@ -257,12 +257,6 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, asyncio.W
         self._closing = True
         if not self._buffer:
             self._close(None)
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
 
     def close(self) -> None:
         if self._pipe is not None and not self._closing:

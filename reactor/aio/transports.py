@@ -82,10 +82,8 @@ class AsyncioConnection(Connection):
             # asyncio's transport shuts down at once and lets the kernel's refusal reach the
             # caller (ENOTCONN once the peer has reset), leaving the transport as it was; the
             # reactor's would treat it as the peer gone and abort.
-            self._sock.shutdown(socket.SHUT_WR)
+            self._send_fin()
             self._set_state(ConnectionState.WRITE_SHUT)
-            if self._tracer is not None:
-                self._trace("shutdown", meaning="SHUT_WR: our FIN is on its way")
             return
         super().write_eof()
 
