@@ -22,7 +22,7 @@ import sys
 from examples import early_signals
 from examples.args import EXIT_OK, cannot_listen, parse_server_args, server_parser, usage_error
 from examples.logsetup import TraceFileError, close_reactor, make_reactor
-from examples.serving import GracefulShutdown, OpenConnections, announcement, run_server
+from examples.serving import GracefulShutdown, announcement, run_server
 from examples.tlsargs import (
     TLSSetupError, add_server_tls_arguments, check_server_tls_arguments, server_context,
 )
@@ -49,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         reactor = make_reactor(args)  # a Reactor, traced if --trace or --trace-json asks
     except TraceFileError as exc:
         return usage_error(PROGRAM, str(exc))
-    # Each accepted connection gets a new EchoProtocol; the count lets the shutdown end when
-    # the last of them is gone.
-    connections = OpenConnections()
     try:
-        listener = reactor.listen_tcp(connections.counted(EchoProtocol), args.host, args.port,
+        # Each accepted connection gets a new EchoProtocol.
+        listener = reactor.listen_tcp(EchoProtocol, args.host, args.port,
                                       max_connections=args.max_connections,
                                       idle_timeout=args.idle_timeout, ssl=tls,
                                       handshake_timeout=args.tls_handshake_timeout)
@@ -62,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return cannot_listen(PROGRAM, format_address((args.host, args.port)), exc)
     shutdown = GracefulShutdown(reactor, listener.close, lambda: [*listener.connections],
                                 args.shutdown_grace)
-    connections.when_none_left = shutdown.connection_closed
+    # The listener counts its connections: the shutdown ends when the last of them is gone.
+    listener.when_empty = shutdown.connection_closed
     if shutdown.install():  # SIGINT/SIGTERM now reach the loop; False if one came already
         print(announcement(listener.name, tls), flush=True)
     try:

@@ -112,6 +112,25 @@ def test_accepted_connections_are_tracked_until_lost(reactor: Reactor, cleanup: 
     assert listener.connections == set()
 
 
+def test_when_empty_comes_after_the_last_connection_lost_and_only_then(
+        reactor: Reactor, cleanup: list[Any]) -> None:
+    made: list[Echo] = []
+    listener = reactor.listen_tcp(lambda: Echo(made), "127.0.0.1", 0)
+    cleanup.append(listener)
+    emptied: list[int] = []  # how many protocols had heard connection_lost each time
+    listener.when_empty = lambda: emptied.append(sum(bool(p.lost_with) for p in made))
+    first = socket.create_connection(listener.address, timeout=2)
+    second = socket.create_connection(listener.address, timeout=2)
+    run_until(reactor, lambda: len(made) == 2)
+    first.close()
+    run_until(reactor, lambda: any(p.lost_with for p in made))
+    assert emptied == []  # one is still open
+    second.close()
+    run_until(reactor, lambda: emptied)
+    assert emptied == [2]
+    assert listener.connections == set()
+
+
 def test_close_refuses_new_connections_and_keeps_accepted_ones(
     reactor: Reactor, cleanup: list[Any]
 ) -> None:
