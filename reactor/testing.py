@@ -316,7 +316,7 @@ class ManualClock:
 # -- scripted doubles: the reactor itself against exact OS behaviour ------------------------------
 #
 # For tests of Connection, Listener and Connector (see the module docstring), not of protocols.
-# A ScriptedSocket is a real, non-blocking ``socket.socket``: the reactor caches its bound methods
+# A ScriptedSocket is a real, non-blocking ``socket.socket``: the reactor calls its methods
 # and the selector watches its fd like any other. Each scriptable call plays the next Step of that
 # call's own script, and goes to the real socket once the script is empty.
 
@@ -455,7 +455,7 @@ class ScriptedSocket(socket.socket):
         self.calls.append(Call(name, args, step, result=result))
         return result
 
-    # One real method per call: the reactor caches bound methods such as ``sock.recv``.
+    # One real method per call, overriding the socket's own: ``sock.recv`` and the others.
 
     def accept(self) -> tuple[socket.socket, Any]:
         return cast("tuple[socket.socket, Any]", self._play("accept", super().accept))

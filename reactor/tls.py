@@ -163,6 +163,27 @@ class TLSSession:
                 "ciphertext_sent": self.ciphertext_sent}
 
 
+class _PlaintextIO:
+    """What a ``TLSConnection``'s read and write paths call ``recv``/``send``/``sendmsg`` on
+    (``Connection._io``, the socket for a plain one): the same three calls, in plaintext, over
+    the connection's TLS session. So the Connection's buffering, counters and back-pressure serve
+    TLS unchanged, one method call away."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: TLSConnection) -> None:
+        self._connection = connection
+
+    def recv(self, size: int) -> bytes:
+        return self._connection._recv_plaintext(size)
+
+    def send(self, data: Any) -> int:
+        return self._connection._encrypt_and_send(data)
+
+    def sendmsg(self, chunks: list[Any]) -> int:
+        return self._connection._encrypt_and_sendmsg(chunks)
+
+
 class TLSConnection(Connection):
     """A ``Connection`` whose bytes pass through a ``TLSSession``. Same buffers, same states plus
     ``HANDSHAKING``; the protocol sees only plaintext. See the module docstring."""
@@ -182,12 +203,10 @@ class TLSConnection(Connection):
         self._attach(session)
 
     def _attach(self, session: TLSSession) -> None:
-        """Route the read and write paths through ``session``: the Connection calls these
-        cached callables instead of the socket's own ``recv``/``send``/``sendmsg``."""
+        """Route the read and write paths through ``session``: the Connection's ``recv``,
+        ``send`` and ``sendmsg`` now reach ``_PlaintextIO`` instead of the socket."""
         self._tls = session
-        self._recv = self._recv_plaintext
-        self._send = self._encrypt_and_send
-        self._sendmsg = self._encrypt_and_sendmsg
+        self._io = _PlaintextIO(self)
 
     # -- what protocols can ask ----------------------------------------------------------------
 
