@@ -121,7 +121,7 @@ class Connection(BaseTransport):
         # Counters (see ``stats()``): the first four are updated on every event, the rest only
         # on the slow paths (queueing, pausing, state changes), so they cost nothing per byte.
         "bytes_received", "bytes_sent", "reads", "writes", "partial_sends", "would_blocks",
-        "peak_recv_buffer", "peak_send_buffer", "history",
+        "peak_recv_buffer", "peak_send_buffer", "_history",
     )
 
     def __init__(
@@ -164,14 +164,22 @@ class Connection(BaseTransport):
         self.bytes_received = self.bytes_sent = self.reads = self.writes = 0
         self.partial_sends = self.would_blocks = 0
         self.peak_recv_buffer = self.peak_send_buffer = 0
-        #: ``(when, state)`` for every state entered from OPEN on, on the reactor's clock.
-        self.history: list[tuple[float, ConnectionState]] = []
+        # ``history``, flat: when, state, when, state... One tuple grown by concatenation (a
+        # connection changes state three or four times in its life) rather than a list of
+        # pairs: 88 bytes less per idle connection (tracemalloc, 10,000 open).
+        self._history: tuple[Any, ...] = ()
 
     # -- what users can look at ----------------------------------------------------------------
 
     @property
     def state(self) -> ConnectionState:
         return self._state
+
+    @property
+    def history(self) -> list[tuple[float, ConnectionState]]:
+        """``(when, state)`` for every state entered from OPEN on, on the reactor's clock."""
+        flat = self._history
+        return list(zip(flat[::2], flat[1::2]))
 
     @property
     def peer_address(self) -> SocketAddress:
@@ -636,7 +644,7 @@ class Connection(BaseTransport):
         if new not in ALLOWED_TRANSITIONS[old]:
             raise RuntimeError(f"{self!r}: illegal state change {old.name} -> {new.name}")
         self._state = new
-        self.history.append((self._reactor.time(), new))
+        self._history += (self._reactor.time(), new)
         if new not in WRITING_STATES:
             self._write_closed = True
         if self._tracer is not None:
