@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import selectors
 import signal
 import time
@@ -55,6 +56,9 @@ log = logging.getLogger("reactor")
 
 ProtocolFactory = Callable[[], Any]
 
+
+#: What a pass with no timer due runs: nothing, without building an empty list.
+NOTHING_DUE: tuple[Timer, ...] = ()
 
 class Reactor:
     """A single-threaded event loop over ``selectors``.
@@ -147,11 +151,12 @@ class Reactor:
                 introspect.trace_pass_begins_with_callbacks(self, self.tracer)
             self._run_ready(ready_at_start)
             ready_at_start = 0
+        timers = self._timers
         if ready or self._stopping:
             wait: float | None = 0.0
         else:
             wait = timeout
-            next_due = self._timers.next_due()
+            next_due = timers.next_due() if timers.earliest != math.inf else None
             if next_due is not None:
                 until_due = max(0.0, next_due - self.time())
                 wait = until_due if wait is None else min(wait, until_due)
@@ -162,7 +167,10 @@ class Reactor:
         else:
             introspect.trace_pass_start(self, tracer, wait, timeout)
             poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
-        due = self._timers.pop_due(self.time())
+        # The timers due by the time the poll woke: its clock reading, not a new one (see
+        # TimerQueue.earliest for what these lines save).
+        now = poller.woke_at
+        due = timers.pop_due(now) if timers.earliest <= now else NOTHING_DUE
         if tracer is not None and due:
             introspect.trace_callbacks(self, tracer, due)
         if ready_at_start:
@@ -171,7 +179,7 @@ class Reactor:
             if not timer.cancelled:  # an earlier callback of this pass may have cancelled it
                 self._run_callback(timer)
         self.passes += 1
-        work = self.time() - poller.woke_at
+        work = self._clock() - poller.woke_at
         if work > self.slowest_pass_seconds:
             self.slowest_pass_seconds = work
 
