@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.processes import REPO_ROOT, Launcher
+from tests.processes import REPO_ROOT, Launcher, exchange
 from tests.redis_process import require_redis_server
 from tests.tls_certs import require_openssl
 
 
 @pytest.mark.parametrize("module", ["examples.bench", "examples.bench.__main__",
                                     "examples.bench.pyload", "examples.bench.matrix",
-                                    "examples.bench.fanout", "examples.bench.tls"])
+                                    "examples.bench.fanout", "examples.bench.tls",
+                                    "examples.bench.peers.lean_echo"])
 def test_bench_modules_import(module: str) -> None:
     importlib.import_module(module)
 
@@ -45,6 +47,18 @@ def test_python_load_client_runs_one_second_against_echo(launch: Launcher) -> No
     assert report["conns"] == 2 and report["size"] == 1024
     assert report["rtts"] > 0 and report["rps"] > 0
     server.stop_cleanly()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_lean_echo_peer_echoes_and_stops_cleanly(launch: Launcher, signum: int) -> None:
+    server = launch.server("bench.peers.lean_echo")
+    assert server.host == "127.0.0.1"
+    waiting = server.connect()  # held open across the other's exchange: both in its dict
+    payload = bytes(range(256)) * 2048  # 512 KiB: several recv(262144) and sendall calls
+    assert exchange(server.connect().sock, payload) == payload
+    waiting.send(b"still served")
+    assert waiting.read_exactly(12) == b"still served"
+    server.stop_cleanly(signum)
 
 
 def test_fanout_runs_both_rooms_for_half_a_second(tmp_path: Path) -> None:

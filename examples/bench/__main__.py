@@ -22,6 +22,8 @@ from examples.bench.cpus import CpuPlan, plan
 from examples.bench.load import choose
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
 from examples.bench.servers import (
+    OURS,
+    PEERS,
     LaunchOptions,
     ServerSpec,
     spec_for,
@@ -29,10 +31,10 @@ from examples.bench.servers import (
     workers_in,
 )
 
-FULL_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo", "echo-2w",
+FULL_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo", "lean-echo", "echo-2w",
                 "upper", "asyncio-upper", "uvloop-upper", "twisted-upper", "chat")
-QUICK_SERVERS = ("echo", "asyncio-echo", "uvloop-echo")
-ECHO_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo")
+QUICK_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "lean-echo")
+ECHO_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo", "lean-echo")
 KIB = 1024
 #: glibc: a large recv() can page-fault dozens of times per 100 KiB message depending on heap
 #: history (docs/design.md, "Performance notes"); padding the heap's top takes that out of the
@@ -58,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results file; each command replaces its own section "
                              "(default: %(default)s)")
     common.add_argument("--servers", type=name_list,
-                        help="comma-separated: echo, upper, chat, asyncio-echo, asyncio-upper, "
-                             "uvloop-echo, uvloop-upper, twisted-echo, twisted-upper, "
+                        help=f"comma-separated: {', '.join([*OURS, *PEERS])}, "
                              "or NAME-Nw (ours with --workers N)")
     common.add_argument("--server-args", default="",
                         help="extra arguments for our servers, e.g. \"--workers 2\"")
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="the matrix: req/s, MB/s, latency, user CPU per RT")
     throughput.add_argument("--quick", action="store_true",
                             help="about a minute: 1 and 100 KiB x 10 conns x pipeline 1, "
-                                 "ours vs asyncio vs uvloop, 3 rounds of 2 s")
+                                 "ours vs asyncio vs uvloop vs the lean selectors loop, "
+                                 "3 rounds of 2 s")
     throughput.add_argument("--seconds", type=float, help="measured window per run (default 3; "
                                                           "quick 2)")
     throughput.add_argument("--warmup", type=float, help="warm-up per run (default 1; quick 0.5)")
@@ -237,8 +239,7 @@ def run_slow_reader(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOpti
     results = [slow_reader.measure(spec, options, args.clients, args.seconds, args.burst,
                                    read_rate) for spec in specs]
     print(slow_reader.render(results))
-    print("\npause_writing n/o: not observable from outside our server's process; "
-          "its RSS shows whether it buffered")
+    print("", *slow_reader.footnotes(results), sep="\n")
     update_json(args.json, "slow_reader", {"meta": meta(cpus, options, args), "notes": notes,
                                            "results": results})
     return 1 if any("error" in result for result in results) else 0

@@ -42,6 +42,7 @@ class ServerSpec:
     requires: str | None = None  # an optional package it imports
     ours: bool = False
     workers: int = 1
+    back_pressure: bool = True  # False: no send queue to watch (lean-echo blocks in sendall)
 
 
 OURS = {
@@ -67,6 +68,8 @@ PEERS = {
         ServerSpec("twisted-echo", "echo", "examples.bench.peers.twisted_echo", requires="twisted"),
         ServerSpec("twisted-upper", "line", "examples.bench.peers.twisted_upper",
                    requires="twisted"),
+        # The floor: one selector, recv and a blocking sendall, nothing else.
+        ServerSpec("lean-echo", "echo", "examples.bench.peers.lean_echo", back_pressure=False),
     )
 }
 #: The server each kind is compared with, round by round.

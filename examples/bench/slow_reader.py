@@ -9,7 +9,10 @@ stays flat, ``pause_writing`` fires) or buffer what they send.
 The server's peak resident set is the larger of VmRSS sampled every 50 ms and VmHWM (the kernel's
 own high-water mark, which catches a spike between samples). ``pause_writing`` events are
 reported by the peers on exit; our reactor does not expose its count to another process, so ours
-shows ``n/o`` (not observable) and RSS and throughput speak for it.
+shows ``n/o`` (not observable) and RSS and throughput speak for it. ``lean-echo`` has no
+back-pressure to count (``none``): it blocks in ``sendall`` while a slow reader's socket is
+full, and every other client waits meanwhile; nothing is queued in user space, so its memory
+stays flat.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def measure(spec: ServerSpec, options: LaunchOptions, clients: int, seconds: flo
     result: dict[str, Any] = {"server": spec.name, "rss_before_kib": before_kib,
                               "rss_peak_kib": peak_kib,
                               "pause_writing_events": server.pause_writing_events(),
+                              "back_pressure": spec.back_pressure,
                               "server_user_pct": round(cpu.fraction * 100, 1)}
     if load.returncode != 0 or not lines:
         result["error"] = f"slowload exit {load.returncode}: {err.decode()[-300:]}"
@@ -63,10 +67,31 @@ def measure(spec: ServerSpec, options: LaunchOptions, clients: int, seconds: flo
     return result
 
 
+def pause_cell(result: dict[str, Any]) -> str:
+    """``none``: the server has no back-pressure; ``n/o``: it has, but does not report it."""
+    if not result["back_pressure"]:
+        return "none"
+    pauses = result["pause_writing_events"]
+    return "n/o" if pauses is None else str(pauses)
+
+
+def footnotes(results: list[dict[str, Any]]) -> list[str]:
+    """What ``none`` and ``n/o`` mean, for those that appear in this table."""
+    cells = {pause_cell(result) for result in results}
+    notes = []
+    if "n/o" in cells:
+        notes.append("pause_writing n/o: not observable from outside our server's process; "
+                     "its RSS shows whether it buffered")
+    if "none" in cells:
+        notes.append("pause_writing none: no back-pressure at all (lean-echo): it blocks in "
+                     "sendall while a slow reader's socket is full, and every other client "
+                     "waits meanwhile; nothing is queued in user space, so its RSS stays flat")
+    return notes
+
+
 def render(results: list[dict[str, Any]]) -> str:
     rows = []
     for result in results:
-        pauses = result["pause_writing_events"]
         rows.append([
             result["server"] + (" FAILED" if "error" in result else ""),
             f"{result.get('echoed_mbps', 0):.2f}",
@@ -75,7 +100,7 @@ def render(results: list[dict[str, Any]]) -> str:
             f"{result['rss_before_kib'] / 1024:.1f}",
             f"{result['rss_peak_kib'] / 1024:.1f}",
             f"{(result['rss_peak_kib'] - result['rss_before_kib']) / 1024:.1f}",
-            "n/o" if pauses is None else str(pauses),
+            pause_cell(result),
             f"{result['server_user_pct']:.0f}",
         ])
     return table(["server", "echoed MB/s", "sent MB", "max in flight MB/conn", "RSS before MiB",
