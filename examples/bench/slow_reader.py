@@ -17,16 +17,14 @@ stays flat.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from typing import Any
 
-from examples.bench.cpus import format_cpus
+from examples.bench.load import last_json, start_load
 from examples.bench.measure import CpuWindow, status_kib, tree_rss_kib
 from examples.bench.report import table
-from examples.bench.servers import REPO_ROOT, LaunchOptions, ServerProcess, ServerSpec
+from examples.bench.servers import LaunchOptions, ServerProcess, ServerSpec
 
 SAMPLE_SECONDS = 0.05
 SETTLE_SECONDS = 0.3
@@ -38,15 +36,12 @@ def measure(spec: ServerSpec, options: LaunchOptions, clients: int, seconds: flo
     with ServerProcess(spec, options) as server:
         time.sleep(SETTLE_SECONDS)
         before_kib = tree_rss_kib(server.pid)
-        command = [sys.executable, "-m", "examples.bench.launch",
-                   "--cpus", format_cpus(options.cpus.load), "--",
-                   sys.executable, "-m", "examples.bench.slowload", "--host", server.host,
+        command = [sys.executable, "-m", "examples.bench.slowload", "--host", server.host,
                    "--port", str(server.port), "--conns", str(clients), "--burst", str(burst),
                    "--read-rate", str(read_rate), "--seconds", str(seconds)]
         cpu = CpuWindow(server.pid)
         cpu.start()
-        load = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        load = start_load(command, options.cpus)
         peak_kib = before_kib
         while load.poll() is None:
             peak_kib = max(peak_kib, tree_rss_kib(server.pid))
@@ -54,16 +49,15 @@ def measure(spec: ServerSpec, options: LaunchOptions, clients: int, seconds: flo
         cpu.stop()
         peak_kib = max(peak_kib, status_kib(server.pid, "VmHWM"))
         out, err = load.communicate()
-    lines = out.decode("utf-8", "replace").strip().splitlines()
+    data = last_json(out)
     result: dict[str, Any] = {"server": spec.name, "rss_before_kib": before_kib,
                               "rss_peak_kib": peak_kib,
                               "pause_writing_events": server.pause_writing_events(),
                               "back_pressure": spec.back_pressure,
                               "server_user_pct": round(cpu.fraction * 100, 1)}
-    if load.returncode != 0 or not lines:
+    if load.returncode != 0 or not data:
         result["error"] = f"slowload exit {load.returncode}: {err.decode()[-300:]}"
-    if lines:
-        result.update(json.loads(lines[-1]))
+    result.update(data)
     return result
 
 
