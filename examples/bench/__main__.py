@@ -19,6 +19,7 @@ from typing import Any
 
 from examples.bench import fanout, matrix, memory, passes, redis_check, slow_reader, tls
 from examples.bench.cpus import CpuPlan, plan
+from examples.bench.launch import connections_possible
 from examples.bench.load import choose
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
 from examples.bench.servers import (
@@ -203,12 +204,18 @@ def run_throughput(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptio
     return 1 if failed else 0
 
 
-def run_memory(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
-    specs, notes = resolve(args.servers or ECHO_SERVERS)
-    connections = memory.connections_possible(args.connections)
-    if connections < args.connections:
+def possible_connections(wanted: int, notes: list[str]) -> int:
+    """``wanted``, or as many as the hard descriptor limit allows, with a note saying so."""
+    connections = connections_possible(wanted)
+    if connections < wanted:
         notes.append(f"the hard RLIMIT_NOFILE allows only {connections} "
                      f"connection{'' if connections == 1 else 's'}")
+    return connections
+
+
+def run_memory(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    specs, notes = resolve(args.servers or ECHO_SERVERS)
+    connections = possible_connections(args.connections, notes)
     header(f"memory per idle connection ({connections:,} open)", cpus, options, specs, notes)
     results = [memory.measure(spec, options, connections) for spec in specs]
     print(memory.render(results))
