@@ -1,5 +1,5 @@
-"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls] ...``: run,
-print, save.
+"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls|many] ...``:
+run, print, save.
 
 Owns the command line: which servers, which cells, how long; prints each table to stdout
 (progress goes to stderr) and writes its section of the JSON results file.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.bench import fanout, matrix, memory, passes, redis_check, slow_reader, tls
+from examples.bench import fanout, many, matrix, memory, passes, redis_check, slow_reader, tls
 from examples.bench.cpus import CpuPlan, plan
 from examples.bench.launch import connections_possible
 from examples.bench.load import choose
@@ -42,7 +42,7 @@ KIB = 1024
 #: comparison.
 MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
 
-COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls")
+COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls", "many")
 WORKERS_CAVEAT = ("multi-worker servers are not pinned; on a 2-core machine the load generator "
                   "competes with the second worker for CPU 1, so 2 workers cannot show 2x here")
 
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "fanout", parents=[common], help="one chat room on 2 servers through Redis vs 1 process"))
     tls.add_arguments(commands.add_parser(
         "tls", parents=[common], help="TLS echo, ours vs asyncio: req/s, user CPU per RT"))
+    many.add_arguments(commands.add_parser(
+        "many", parents=[common],
+        help="10,000 clients, one 1 KiB request a second each: server CPU, latency, late"))
     return parser
 
 
@@ -283,9 +286,33 @@ def run_tls(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> 
     return 1 if any(not run.ok for result in results for run in result.runs) else 0
 
 
+def run_many(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    specs, notes = resolve(args.servers or many.SERVERS, kinds=["echo"])
+    try:
+        loads = choose("c")
+    except RuntimeError as exc:
+        print(f"examples.bench: many needs echo_load (C): {exc}", file=sys.stderr)
+        return 2
+    connections = possible_connections(args.connections, notes)
+    notes.append(f"load generator: {loads.description}, --rate-interval {args.interval:g}")
+    header(f"many connections: {connections:,} clients, one {args.size}-byte request every "
+           f"{args.interval:g} s each ({connections / args.interval:,.0f} req/s offered), "
+           f"{args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options, specs, notes)
+    results = []
+    for number, spec in enumerate(specs, 1):
+        results.append(many.measure(spec, options, loads, connections, args))
+        print(f"[{number}/{len(specs)}] {many.progress(results[-1])}", file=sys.stderr,
+              flush=True)
+    print(many.render(results))
+    print("", *many.FOOTNOTES, sep="\n")
+    update_json(args.json, "many", {"meta": meta(cpus, options, args), "notes": notes,
+                                    "results": results})
+    return 1 if any("error" in result for result in results) else 0
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, CpuPlan, LaunchOptions], int]] = {
     "throughput": run_throughput, "memory": run_memory, "passes": run_passes,
-    "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls,
+    "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls, "many": run_many,
 }
 
 
