@@ -1,7 +1,7 @@
 """The benchmark suite: our servers against asyncio, uvloop and Twisted, measured the same way.
 
     python -m examples.bench --quick              # about a minute: echo, 1 and 100 KiB
-    python -m examples.bench                      # the whole matrix (about 20 minutes)
+    python -m examples.bench                      # the whole matrix (about 25 minutes)
     python -m examples.bench memory               # bytes per idle connection, 10,000 open
     python -m examples.bench passes               # one loop pass: select vs poll vs epoll
     python -m examples.bench slow-reader          # back-pressure under clients that read slowly
