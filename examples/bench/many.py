@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from examples.bench.load import RUN_GRACE_SECONDS, Cell, LoadGenerators, last_json, start_load
@@ -60,12 +60,23 @@ FOOTNOTES = (
 )
 
 
+def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (an interval of 0 would be echo_load's closed loop)."""
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS,
+    parser.add_argument("--connections", type=positive(int), default=DEFAULT_CONNECTIONS,
                         help="concurrent clients (default: %(default)s)")
-    parser.add_argument("--interval", type=float, default=1.0,
+    parser.add_argument("--interval", type=positive(float), default=1.0,
                         help="seconds between one client's requests (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=1024,
+    parser.add_argument("--size", type=positive(int), default=1024,
                         help="bytes per request and per reply (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="measured window per server (default: %(default)s)")
