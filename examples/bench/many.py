@@ -54,7 +54,9 @@ FOOTNOTES = (
     "user %: the server's user + system and user CPU over the window, 100 = one core; "
     "us/req: those divided by the requests served; late: slots that came while the "
     "connection's previous reply was still due; errors: connections lost or replies that "
-    "did not match; connect s: opening every connection, before the warm-up",
+    "did not match; connect s: opening every connection, before the warm-up; others CPU %: "
+    "what neither the server nor the load used of the machine in the window (other tenants: "
+    "when it is high, latency and CPU figures are noisy)",
     f"~  after user us/req: fewer than {MIN_PRECISE_TICKS} clock ticks of server user CPU in "
     "the window, so tick granularity alone is worth more than +-2 %; use a longer --seconds",
 )
@@ -128,6 +130,7 @@ def measure(spec: ServerSpec, options: LaunchOptions, loads: LoadGenerators, con
         "p99_ms": data["p99_ms"], "late": data["late"],
         "errors": data["errors"] + data["mismatches"],
         "connect_seconds": data["connect_seconds"],
+        "other_cpu_pct": data.get("other_cpu_pct"),
         "coarse": data["srv_user_ticks"] < MIN_PRECISE_TICKS, "load_json": data,
     })
     if load.returncode != 0 or not data["rtts"]:
@@ -147,7 +150,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
     rows = []
     for result in results:
         if "rps" not in result:
-            rows.append([result["server"] + " FAILED", *[""] * 11])
+            rows.append([result["server"] + " FAILED", *[""] * 12])
             continue
         rows.append([
             result["server"] + (" FAILED" if "error" in result else ""),
@@ -162,9 +165,11 @@ def render(results: Sequence[dict[str, Any]]) -> str:
             str(result["late"]),
             str(result["errors"]),
             f"{result['connect_seconds']:.1f}",
+            "?" if result["other_cpu_pct"] is None else f"{result['other_cpu_pct']:.0f}",
         ])
     lines = [table(["server", "conns", "req/s", "CPU %", "user %", "CPU us/req",
-                    "user us/req", "p50 ms", "p99 ms", "late", "errors", "connect s"], rows)]
+                    "user us/req", "p50 ms", "p99 ms", "late", "errors", "connect s",
+                    "others CPU %"], rows)]
     lines += [f"  {result['server']}: {result['error']}" for result in results
               if "error" in result]
     return "\n".join(lines)
