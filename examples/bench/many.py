@@ -13,8 +13,8 @@ CPU per request says what each one costs.
 
 The method:
 
-* The load is ``echo_load --rate-interval`` (C; this measurement needs it: the Python client
-  would spend more than a core on 10,000 sockets). Each connection sends one message per
+* The load is ``echo_load --rate-interval`` (C; the Python load clients have no rate mode,
+  so this measurement needs a C compiler). Each connection sends one message per
   interval, the connections' slots spread evenly over it. A slot that comes while the
   connection's previous reply is still due is *late*: it is sent when that reply arrives (the
   offered rate holds) and counted. Latency runs from a request's write to its reply's last byte.
