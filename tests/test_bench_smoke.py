@@ -1,27 +1,34 @@
-"""The benchmark starts, explains itself, and its Python load client drives our echo server.
+"""The benchmark starts, explains itself, and its load clients and peers do what it relies on.
 
 Not a measurement: the whole benchmark takes minutes. One second of load is enough to show that
-the load client connects, checks what comes back and reports round trips.
+a load client connects, checks what comes back and reports round trips; echo_load's rate mode is
+checked against a server that stops answering (every slot late), and ``many`` on 50 clients.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from tests.processes import REPO_ROOT, Launcher
+from examples.bench.load import build_echo_load
+from examples.bench.slow_reader import footnotes, pause_cell
+from tests.processes import REPO_ROOT, TIMEOUT, Launcher, exchange
 from tests.redis_process import require_redis_server
 from tests.tls_certs import require_openssl
 
 
 @pytest.mark.parametrize("module", ["examples.bench", "examples.bench.__main__",
                                     "examples.bench.pyload", "examples.bench.matrix",
-                                    "examples.bench.fanout", "examples.bench.tls"])
+                                    "examples.bench.fanout", "examples.bench.tls", "examples.bench.many",
+                                    "examples.bench.peers.lean_echo"])
 def test_bench_modules_import(module: str) -> None:
     importlib.import_module(module)
 
@@ -45,6 +52,92 @@ def test_python_load_client_runs_one_second_against_echo(launch: Launcher) -> No
     assert report["conns"] == 2 and report["size"] == 1024
     assert report["rtts"] > 0 and report["rps"] > 0
     server.stop_cleanly()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_lean_echo_peer_echoes_and_stops_cleanly(launch: Launcher, signum: int) -> None:
+    server = launch.server("bench.peers.lean_echo")
+    assert server.host == "127.0.0.1"
+    waiting = server.connect()  # held open across the other's exchange: both in its dict
+    payload = bytes(range(256)) * 2048  # 512 KiB: several recv(262144) and sendall calls
+    assert exchange(server.connect().sock, payload) == payload
+    waiting.send(b"still served")
+    assert waiting.read_exactly(12) == b"still served"
+    server.stop_cleanly(signum)
+
+
+def test_slow_reader_says_none_for_a_server_without_back_pressure() -> None:
+    rows = [{"back_pressure": True, "pause_writing_events": None},
+            {"back_pressure": True, "pause_writing_events": 20},
+            {"back_pressure": False, "pause_writing_events": None}]
+    assert [pause_cell(row) for row in rows] == ["n/o", "20", "none"]
+    assert [note.split(":")[0] for note in footnotes(rows)] == ["pause_writing n/o",
+                                                                "pause_writing none"]
+    assert footnotes(rows[1:2]) == []
+
+
+def echo_load_binary() -> Path:
+    binary, how = build_echo_load()
+    if binary is None:
+        pytest.skip(how)
+    return binary
+
+
+def test_rate_mode_counts_every_slot_of_a_stalled_server_as_late() -> None:
+    """A server that answers each connection's first message (echo_load's proof that it was
+    accepted) and nothing after: in the window, every slot finds its reply still due."""
+    binary = echo_load_binary()
+    size, conns = 64, 2
+    accepted: list[socket.socket] = []
+
+    def answer_first_message_only(listener: socket.socket) -> None:
+        for _ in range(conns):
+            client, _ = listener.accept()
+            client.settimeout(TIMEOUT)
+            accepted.append(client)
+            first = b""
+            while len(first) < size:
+                first += client.recv(size - len(first))
+            client.sendall(first)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=answer_first_message_only, args=(listener,))
+        server.start()
+        try:
+            # Slots every 0.05 s (2 connections, 0.1 s apart); the window [0.2, 0.7) holds 10.
+            result = subprocess.run(
+                [str(binary), "--port", str(listener.getsockname()[1]), "--conns", str(conns),
+                 "--size", str(size), "--rate-interval", "0.1", "--warmup", "0.2",
+                 "--seconds", "0.5"], capture_output=True, text=True, timeout=20)
+        finally:
+            server.join(TIMEOUT)
+            for sock in accepted:
+                sock.close()
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["late"] == 10 and report["rtts"] == 0 and report["errors"] == 0
+    assert report["offered_rps"] == 20.0
+
+
+def test_many_runs_fifty_connections_on_ours_and_lean_echo(tmp_path: Path) -> None:
+    echo_load_binary()
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "many", "--servers", "echo,lean-echo",
+         "--connections", "50", "--interval", "0.5", "--seconds", "1", "--warmup", "0.2",
+         "--json", str(tmp_path / "results.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=40)
+    assert result.returncode == 0, result.stderr
+    assert "late" in result.stdout and "lean-echo" in result.stdout
+    results = json.loads((tmp_path / "results.json").read_text())["many"]["results"]
+    assert [row["server"] for row in results] == ["echo", "lean-echo"]
+    for row in results:
+        assert "error" not in row, row
+        assert row["connections"] == 50 and row["offered_rps"] == 100
+        assert 80 <= row["rps"] <= 120  # 50 clients, one request each per half second
+        assert row["late"] == 0 and row["errors"] == 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["srv_cpu_pct"] >= row["srv_user_pct"] >= 0
 
 
 def test_fanout_runs_both_rooms_for_half_a_second(tmp_path: Path) -> None:

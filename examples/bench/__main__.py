@@ -1,5 +1,5 @@
-"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls] ...``: run,
-print, save.
+"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls|many] ...``:
+run, print, save.
 
 Owns the command line: which servers, which cells, how long; prints each table to stdout
 (progress goes to stderr) and writes its section of the JSON results file.
@@ -17,11 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.bench import fanout, matrix, memory, passes, redis_check, slow_reader, tls
+from examples.bench import fanout, many, matrix, memory, passes, redis_check, slow_reader, tls
 from examples.bench.cpus import CpuPlan, plan
+from examples.bench.launch import connections_possible
 from examples.bench.load import choose
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
 from examples.bench.servers import (
+    OURS,
+    PEERS,
     LaunchOptions,
     ServerSpec,
     spec_for,
@@ -29,17 +32,17 @@ from examples.bench.servers import (
     workers_in,
 )
 
-FULL_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo", "echo-2w",
+FULL_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo", "lean-echo", "echo-2w",
                 "upper", "asyncio-upper", "uvloop-upper", "twisted-upper", "chat")
-QUICK_SERVERS = ("echo", "asyncio-echo", "uvloop-echo")
-ECHO_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo")
+QUICK_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "lean-echo")
+ECHO_SERVERS = ("echo", "asyncio-echo", "uvloop-echo", "twisted-echo", "lean-echo")
 KIB = 1024
 #: glibc: a large recv() can page-fault dozens of times per 100 KiB message depending on heap
 #: history (docs/design.md, "Performance notes"); padding the heap's top takes that out of the
 #: comparison.
 MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
 
-COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls")
+COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls", "many")
 WORKERS_CAVEAT = ("multi-worker servers are not pinned; on a 2-core machine the load generator "
                   "competes with the second worker for CPU 1, so 2 workers cannot show 2x here")
 
@@ -58,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results file; each command replaces its own section "
                              "(default: %(default)s)")
     common.add_argument("--servers", type=name_list,
-                        help="comma-separated: echo, upper, chat, asyncio-echo, asyncio-upper, "
-                             "uvloop-echo, uvloop-upper, twisted-echo, twisted-upper, "
+                        help=f"comma-separated: {', '.join([*OURS, *PEERS])}, "
                              "or NAME-Nw (ours with --workers N)")
     common.add_argument("--server-args", default="",
                         help="extra arguments for our servers, e.g. \"--workers 2\"")
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="the matrix: req/s, MB/s, latency, user CPU per RT")
     throughput.add_argument("--quick", action="store_true",
                             help="about a minute: 1 and 100 KiB x 10 conns x pipeline 1, "
-                                 "ours vs asyncio vs uvloop, 3 rounds of 2 s")
+                                 "ours vs asyncio vs uvloop vs the lean selectors loop, "
+                                 "3 rounds of 2 s")
     throughput.add_argument("--seconds", type=float, help="measured window per run (default 3; "
                                                           "quick 2)")
     throughput.add_argument("--warmup", type=float, help="warm-up per run (default 1; quick 0.5)")
@@ -113,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "fanout", parents=[common], help="one chat room on 2 servers through Redis vs 1 process"))
     tls.add_arguments(commands.add_parser(
         "tls", parents=[common], help="TLS echo, ours vs asyncio: req/s, user CPU per RT"))
+    many.add_arguments(commands.add_parser(
+        "many", parents=[common],
+        help="10,000 clients, one 1 KiB request a second each: server CPU, latency, late"))
     return parser
 
 
@@ -201,12 +207,18 @@ def run_throughput(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptio
     return 1 if failed else 0
 
 
-def run_memory(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
-    specs, notes = resolve(args.servers or ECHO_SERVERS)
-    connections = memory.connections_possible(args.connections)
-    if connections < args.connections:
+def possible_connections(wanted: int, notes: list[str]) -> int:
+    """``wanted``, or as many as the hard descriptor limit allows, with a note saying so."""
+    connections = connections_possible(wanted)
+    if connections < wanted:
         notes.append(f"the hard RLIMIT_NOFILE allows only {connections} "
                      f"connection{'' if connections == 1 else 's'}")
+    return connections
+
+
+def run_memory(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    specs, notes = resolve(args.servers or ECHO_SERVERS)
+    connections = possible_connections(args.connections, notes)
     header(f"memory per idle connection ({connections:,} open)", cpus, options, specs, notes)
     results = [memory.measure(spec, options, connections) for spec in specs]
     print(memory.render(results))
@@ -237,8 +249,7 @@ def run_slow_reader(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOpti
     results = [slow_reader.measure(spec, options, args.clients, args.seconds, args.burst,
                                    read_rate) for spec in specs]
     print(slow_reader.render(results))
-    print("\npause_writing n/o: not observable from outside our server's process; "
-          "its RSS shows whether it buffered")
+    print("", *slow_reader.footnotes(results), sep="\n")
     update_json(args.json, "slow_reader", {"meta": meta(cpus, options, args), "notes": notes,
                                            "results": results})
     return 1 if any("error" in result for result in results) else 0
@@ -275,9 +286,33 @@ def run_tls(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> 
     return 1 if any(not run.ok for result in results for run in result.runs) else 0
 
 
+def run_many(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    specs, notes = resolve(args.servers or many.SERVERS, kinds=["echo"])
+    try:
+        loads = choose("c")
+    except RuntimeError as exc:
+        print(f"examples.bench: many needs echo_load (C): {exc}", file=sys.stderr)
+        return 2
+    connections = possible_connections(args.connections, notes)
+    notes.append(f"load generator: {loads.description}, --rate-interval {args.interval:g}")
+    header(f"many connections: {connections:,} clients, one {args.size}-byte request every "
+           f"{args.interval:g} s each ({connections / args.interval:,.0f} req/s offered), "
+           f"{args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options, specs, notes)
+    results = []
+    for number, spec in enumerate(specs, 1):
+        results.append(many.measure(spec, options, loads, connections, args))
+        print(f"[{number}/{len(specs)}] {many.progress(results[-1])}", file=sys.stderr,
+              flush=True)
+    print(many.render(results))
+    print("", *many.FOOTNOTES, sep="\n")
+    update_json(args.json, "many", {"meta": meta(cpus, options, args), "notes": notes,
+                                    "results": results})
+    return 1 if any("error" in result for result in results) else 0
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, CpuPlan, LaunchOptions], int]] = {
     "throughput": run_throughput, "memory": run_memory, "passes": run_passes,
-    "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls,
+    "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls, "many": run_many,
 }
 
 

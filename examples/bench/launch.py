@@ -14,6 +14,9 @@ in the harness.
   from taking turns on the same core.
 * ``--nofile``: raises the soft ``RLIMIT_NOFILE`` (never above the hard limit, which only root
   may raise), because 10,000 idle connections need more descriptors than the usual soft 1,024.
+
+The descriptor budget of the benchmarks that hold thousands of connections (``memory``,
+``many``) lives here too, beside the limit it budgets: ``connections_possible``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,19 @@ import sys
 def cpu_set(text: str) -> set[int]:
     """An argparse type: ``"0"`` or ``"0,1"``."""
     return {int(part) for part in text.split(",") if part}
+
+
+#: Descriptors a process needs beyond its connections: stdio, listener, selector, waker, logs...
+SPARE_DESCRIPTORS = 256
+
+
+def connections_possible(wanted: int) -> int:
+    """``wanted`` connections, or fewer if the hard descriptor limit cannot hold them (with
+    ``SPARE_DESCRIPTORS`` to spare): what a benchmark holding many connections can open."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return wanted
+    return max(0, min(wanted, hard - SPARE_DESCRIPTORS))
 
 
 def raise_nofile(wanted: int) -> int:

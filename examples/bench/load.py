@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,26 @@ class RunResult:
         return self.server_user_ticks < MIN_PRECISE_TICKS
 
 
+def start_load(command: Sequence[str], cpus: CpuPlan) -> subprocess.Popen[bytes]:
+    """A load client pinned to the load generator's CPU, stdout and stderr piped (it prints one
+    JSON line; ``last_json`` reads it)."""
+    return subprocess.Popen([sys.executable, "-m", "examples.bench.launch",
+                             "--cpus", format_cpus(cpus.load), "--", *command],
+                            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def last_json(out: bytes) -> dict[str, Any]:
+    """A load client's result: the JSON object on the last line of its stdout, or ``{}`` if it
+    printed none (it died first, or printed something else)."""
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def measure_run(server: ServerProcess, cell: Cell, loads: LoadGenerators, cpus: CpuPlan,
                 warmup: float, seconds: float, round_number: int) -> RunResult:
     """Drive ``server`` with the cell's load; take the CPU windows after ``warmup``.
@@ -152,11 +173,7 @@ def measure_run(server: ServerProcess, cell: Cell, loads: LoadGenerators, cpus: 
     ``measure.py`` for why its window, offset by the load's start-up, still measures the same
     steady state.
     """
-    command = [sys.executable, "-m", "examples.bench.launch", "--cpus", format_cpus(cpus.load),
-               "--", *loads.command(cell, server.host, server.port, warmup, seconds)]
-    load = subprocess.Popen(command, cwd=REPO_ROOT,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    load = start_load(loads.command(cell, server.host, server.port, warmup, seconds), cpus)
     server_cpu = CpuWindow(server.pid)
     load_cpu = CpuWindow(load.pid, system=True)
     result = RunResult(server.spec.name, round_number, ok=False)
@@ -177,11 +194,7 @@ def measure_run(server: ServerProcess, cell: Cell, loads: LoadGenerators, cpus: 
         load.kill()
         load.communicate()
         raise
-    lines = out.decode("utf-8", "replace").strip().splitlines()
-    try:
-        data = json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:
-        data = {}
+    data = last_json(out)
     problems = err.decode("utf-8", "replace").strip()
     if not data:
         result.error = f"load printed no result (exit {load.returncode}): {problems[-300:]}"

@@ -14,33 +14,21 @@ transport, the protocol, their buffers and the selector's entry, as the server a
 
 from __future__ import annotations
 
-import resource
 import socket
 import time
-from dataclasses import replace
 from typing import Any
 
-from examples.bench.launch import raise_nofile
+from examples.bench.launch import SPARE_DESCRIPTORS, raise_nofile
 from examples.bench.measure import open_fds, tree_rss_kib
 from examples.bench.report import table
 from examples.bench.servers import LaunchOptions, ServerProcess, ServerSpec
 
 DEFAULT_CONNECTIONS = 10_000
-#: Descriptors beyond the connections: stdio, listener, selector, waker, log files...
-SPARE_DESCRIPTORS = 256
 BATCH = 200
 #: How far the server's accepts may lag our connects (below every server's backlog).
 MAX_LAG = 50
 SETTLE_SECONDS = 0.5
 ACCEPT_TIMEOUT_SECONDS = 60.0
-
-
-def connections_possible(wanted: int) -> int:
-    """``wanted``, or fewer if the hard descriptor limit cannot hold them."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        return wanted
-    return max(0, min(wanted, hard - SPARE_DESCRIPTORS))
 
 
 def wait_for_accepts(pid: int, target: int, deadline: float) -> None:
@@ -51,9 +39,8 @@ def wait_for_accepts(pid: int, target: int, deadline: float) -> None:
 
 
 def measure(spec: ServerSpec, options: LaunchOptions, connections: int) -> dict[str, Any]:
-    raise_nofile(connections + SPARE_DESCRIPTORS)
-    options = replace(options, nofile=connections + SPARE_DESCRIPTORS)
-    with ServerProcess(spec, options) as server:
+    raise_nofile(connections + SPARE_DESCRIPTORS)  # this process holds the clients
+    with ServerProcess(spec, options.for_connections(connections)) as server:
         with socket.create_connection((server.host, server.port), timeout=10) as warm:
             warm.sendall(b"x")
             warm.recv(1)

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from examples.bench.cpus import CpuPlan, format_cpus
+from examples.bench.launch import SPARE_DESCRIPTORS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"listening on (?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)")
@@ -42,6 +43,7 @@ class ServerSpec:
     requires: str | None = None  # an optional package it imports
     ours: bool = False
     workers: int = 1
+    back_pressure: bool = True  # False: no send queue to watch (lean-echo blocks in sendall)
 
 
 OURS = {
@@ -67,6 +69,8 @@ PEERS = {
         ServerSpec("twisted-echo", "echo", "examples.bench.peers.twisted_echo", requires="twisted"),
         ServerSpec("twisted-upper", "line", "examples.bench.peers.twisted_upper",
                    requires="twisted"),
+        # The floor: one selector, recv and a blocking sendall, nothing else.
+        ServerSpec("lean-echo", "echo", "examples.bench.peers.lean_echo", back_pressure=False),
     )
 }
 #: The server each kind is compared with, round by round.
@@ -124,6 +128,10 @@ class LaunchOptions:
     extra_args: tuple[str, ...] = ()  # appended to our servers' command lines only
     malloc_top_pad: int = 0  # MALLOC_TOP_PAD_ for every server; 0 leaves glibc's default
     nofile: int = 0  # soft RLIMIT_NOFILE to ask for; 0 leaves it
+
+    def for_connections(self, connections: int) -> LaunchOptions:
+        """These options with a descriptor limit that holds ``connections`` clients."""
+        return replace(self, nofile=connections + SPARE_DESCRIPTORS)
 
 
 @dataclass

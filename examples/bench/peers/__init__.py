@@ -9,4 +9,8 @@ bound for a peer that does not read.
 
 ``asyncio_echo`` and ``asyncio_upper`` run on asyncio's own loop or, with ``--loop uvloop``, on
 uvloop; ``twisted_echo`` and ``twisted_upper`` on Twisted's epoll reactor.
+
+The exception is ``lean_echo``, the floor of pure Python: one selector, ``recv`` and a blocking
+``sendall``. It has no send queue, so neither back-pressure nor a ``pause_writing`` count to
+report; the harness knows that from its ``ServerSpec`` (``back_pressure=False``).
 """

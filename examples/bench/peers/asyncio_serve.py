@@ -14,10 +14,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from examples.bench.peers.common import PauseCounter, announce
-
-#: Our listener's backlog, so a burst of connects meets the same queue.
-BACKLOG = 128
+from examples.bench.peers.common import BACKLOG, PauseCounter, announce
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:

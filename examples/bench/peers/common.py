@@ -1,7 +1,7 @@
 """What every peer shares: its command line, its announcement, and the uppercase reply.
 
-Owns the pause counter of one server process and the wording of the two lines the harness
-parses (``listening on HOST:PORT`` on stdout, ``pause_writing events: N`` on stderr).
+Owns the pause counter of one server process, the listen backlog, and the wording of the two
+lines the harness parses (``listening on HOST:PORT`` on stdout, ``pause_writing events: N`` on stderr).
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import sys
 
 #: The longest line the line peers accept, as our LineProtocol's default ``max_line_length``.
 MAX_LINE_BYTES = 64 * 1024
+#: Our listener's backlog (``reactor.listener``'s default), so a burst of connects meets the same
+#: queue in every peer (Twisted's own default would be 50).
+BACKLOG = 128
 
 
 def parser(description: str, *, loops: bool) -> argparse.ArgumentParser:

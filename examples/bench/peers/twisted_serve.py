@@ -24,10 +24,8 @@ from twisted.internet.interfaces import IPushProducer  # noqa: E402
 from twisted.internet.protocol import Factory, Protocol  # noqa: E402
 from zope.interface import implementer  # type: ignore[import-untyped]  # noqa: E402
 
-from examples.bench.peers.common import PauseCounter, announce  # noqa: E402
+from examples.bench.peers.common import BACKLOG, PauseCounter, announce  # noqa: E402
 
-#: Our listener's backlog (Twisted's default is 50).
-BACKLOG = 128
 reactor: Any = installed_reactor
 
 

@@ -1,0 +1,94 @@
+"""The leanest hand-written ``selectors`` echo loop: the floor of what pure Python can do.
+
+    python -m examples.bench.peers.lean_echo --port 0
+
+One ``selectors.DefaultSelector``, a dict from descriptor to socket, and per readable socket one
+``recv(262144)`` and a blocking ``sendall`` of what came. No transports, no protocols, no
+buffers, no timers: every layer our reactor or asyncio adds is missing, so the gap between this
+row and theirs is what those layers cost.
+
+What it gives up for that, on purpose: **back-pressure and fairness**. The accepted sockets stay
+blocking (``select`` says when ``recv`` will not block; ``sendall`` blocks until the kernel
+took everything), so a client that does not read its replies stalls this whole server while its
+socket buffer is full; nothing is ever queued in user space and ``pause_writing`` does not
+exist. It is a benchmark floor, not a server to copy.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import socket
+import sys
+from types import FrameType
+
+from examples.bench.peers.common import BACKLOG, announce, parser
+
+RECV_BYTES = 256 * 1024
+
+
+class Stop(Exception):
+    """Raised by the SIGINT/SIGTERM handler: it unwinds out of ``select`` or a blocked
+    ``sendall`` alike, which a flag checked once per pass could not."""
+
+
+def stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop
+
+
+def serve(listener: socket.socket, selector: selectors.BaseSelector,
+          clients: dict[int, socket.socket]) -> None:
+    """Accept and echo until ``Stop``. The listener is non-blocking, so ``accept`` never waits
+    even when the readiness has gone stale (a client that reset while it sat in the backlog)."""
+    listening = listener.fileno()
+    while True:
+        for key, _ in selector.select():
+            fd = key.fd
+            if fd == listening:
+                try:
+                    client, _ = listener.accept()
+                except (BlockingIOError, ConnectionAbortedError):
+                    continue
+                client.setblocking(True)  # already so on Linux; said for other systems
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                clients[client.fileno()] = client
+                selector.register(client, selectors.EVENT_READ)
+                continue
+            sock = clients[fd]
+            try:
+                data = sock.recv(RECV_BYTES)
+                if data:
+                    sock.sendall(data)
+                    continue
+            except OSError:
+                pass  # reset or broken pipe: the client is gone, as at EOF
+            selector.unregister(sock)
+            del clients[fd]
+            sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser(__doc__.splitlines()[0], loops=False).parse_args(argv)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    listener = socket.create_server((args.host, args.port), family=family, backlog=BACKLOG)
+    listener.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    clients: dict[int, socket.socket] = {}
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        announce(args.host, listener.getsockname()[1])
+        serve(listener, selector, clients)
+    except Stop:
+        pass
+    finally:
+        for client in clients.values():
+            client.close()
+        selector.close()
+        listener.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
