@@ -264,8 +264,11 @@ class EpollPoller(Poller):
         if observe is not None:
             observe([(fd, epoll_to_mask(bits)) for fd, bits in events])
         for fd, bits in events:
-            callbacks = table.get(fd)
-            if callbacks is None:
+            # Indexing in a try rather than table.get(): no method call per event (callgrind,
+            # 1 KiB echo over 10 connections: 11.80k -> 11.63k instructions per round trip).
+            try:
+                callbacks = table[fd]
+            except KeyError:
                 continue  # unregistered by an earlier callback of this pass
             try:
                 if bits & NOT_ONLY_EPOLLOUT:
