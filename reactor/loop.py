@@ -142,7 +142,12 @@ class Reactor:
 
         With ``callbacks_before_io`` the callbacks of step 4 run first instead, as asyncio's
         loop runs them: a coroutine woken by a callback (``create_connection`` returning its
-        transport, say) then runs before the data that arrives next is delivered.
+        transport, say) then runs before the data that arrives next is delivered. And, as in
+        asyncio, the due timers join the ready queue, behind the callbacks already waiting
+        there, rather than run at the end of the pass: a task that schedules a step and a
+        short timeout sees the step run first however late the pass is (CPython's
+        ``test_wait_for_reraises_exception_during_cancellation`` times out a task 0.1 ms after
+        creating it, and failed on a loaded machine when the timeout ran first).
         """
         ready = self._ready
         ready_at_start = len(ready)
@@ -171,6 +176,9 @@ class Reactor:
         # TimerQueue.earliest for what these lines save).
         now = poller.woke_at
         due = timers.pop_due(now) if timers.earliest <= now else NOTHING_DUE
+        if due and self._callbacks_before_io:
+            ready.extend(due)  # run, and traced, at the start of the next pass (no wait)
+            due = NOTHING_DUE
         if tracer is not None and due:
             introspect.trace_callbacks(self, tracer, due)
         if ready_at_start:

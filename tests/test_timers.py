@@ -415,3 +415,33 @@ def test_pass_does_not_sleep_once_stop_was_called(
     loop.reactor.stop()
     loop.reactor.run_once(None)
     assert recorded.timeouts == [0.0]
+
+
+def test_timers_due_by_the_poll_run_in_that_pass_and_see_its_wake_up_time(loop: Clocked) -> None:
+    seen: list[float] = []
+    loop.reactor.call_later(1, lambda: seen.append(loop.reactor.time()))
+    loop.run_at(101.0)
+    assert seen == [101.0]
+    assert loop.reactor._timers.earliest == float("inf")  # nothing left to compare with
+
+
+def test_with_callbacks_before_io_a_due_timer_waits_behind_the_callbacks_already_queued() -> None:
+    """asyncio's order: a callback that queues a step and arms a timer already due (the pass
+    ran late) sees the step run first; the timer joins the ready queue behind it."""
+    clock = ManualClock()
+    reactor = Reactor(clock=clock, callbacks_before_io=True)
+    ran: list[str] = []
+
+    def task_step() -> None:
+        reactor.call_soon(ran.append, "queued step")
+        reactor.call_at(clock.now + 0.0001, ran.append, "timeout")
+        clock.advance(0.001)  # the rest of the pass takes longer than the timeout
+
+    reactor.call_soon(task_step)
+    try:
+        reactor.run_once(0)
+        assert ran == []  # both wait for the next pass: the step first
+        reactor.run_once(0)
+        assert ran == ["queued step", "timeout"]
+    finally:
+        reactor.close()
