@@ -71,10 +71,16 @@ PEERS = {
                    requires="twisted"),
         # The floor: one selector, recv and a blocking sendall, nothing else.
         ServerSpec("lean-echo", "echo", "examples.bench.peers.lean_echo", back_pressure=False),
+        # examples/asyncio_chat.py, our chat's contract on asyncio streams, on three loops.
+        ServerSpec("asyncio-chat", "chat", "examples.bench.peers.asyncio_chat_peer"),
+        ServerSpec("uvloop-chat", "chat", "examples.bench.peers.asyncio_chat_peer",
+                   ("--loop", "uvloop"), requires="uvloop"),
+        ServerSpec("aio-chat", "chat", "examples.bench.peers.asyncio_chat_peer",
+                   ("--loop", "reactor")),
     )
 }
 #: The server each kind is compared with, round by round.
-BASELINES = {"echo": "asyncio-echo", "line": "asyncio-upper"}
+BASELINES = {"echo": "asyncio-echo", "line": "asyncio-upper", "chat": "asyncio-chat"}
 
 
 def spec_for(name: str) -> ServerSpec:
