@@ -20,7 +20,7 @@ from typing import Any
 from examples.bench import fanout, many, matrix, memory, passes, redis_check, slow_reader, tls
 from examples.bench.cpus import CpuPlan, plan
 from examples.bench.launch import connections_possible
-from examples.bench.load import choose
+from examples.bench.load import choose, choose_chat
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
 from examples.bench.servers import (
     OURS,
@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     slow.add_argument("--read-rate", type=float, default=1.0,
                       help="MiB/s each client reads, at most (default: %(default)s)")
     fanout.add_arguments(commands.add_parser(
-        "fanout", parents=[common], help="one chat room on 2 servers through Redis vs 1 process"))
+        "fanout", parents=[common],
+        help="one chat room of 100 members: ours vs asyncio, uvloop and asyncio on our loop "
+             "(--shapes redis: on 2 servers + Redis)"))
     tls.add_arguments(commands.add_parser(
         "tls", parents=[common], help="TLS echo, ours vs asyncio: req/s, user CPU per RT"))
     many.add_arguments(commands.add_parser(
@@ -256,14 +258,27 @@ def run_slow_reader(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOpti
 
 
 def run_fanout(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
-    header(f"chat fan-out: {2 * args.members} members, one line each in flight, "
-           f"{args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options,
-           [spec_for("chat")], ["the shared room: 2 x chat_server --redis and redis-server, "
-                                "all on the server CPU"])
-    results = fanout.measure(options, args.members, args.size, args.warmup, args.seconds)
-    print(fanout.render(results))
-    update_json(args.json, "fanout", {"meta": meta(cpus, options, args), "results": results})
-    return 0
+    specs, notes = resolve(args.servers or fanout.SERVERS, kinds=["chat"])
+    shapes = args.shapes
+    if "redis" in shapes:
+        notes.append(f"{fanout.REDIS_ROW}: 2 x chat_server --redis and redis-server, all on the "
+                     "server CPU")
+    try:
+        load_prefix, load_description = choose_chat(args.load)
+    except RuntimeError as exc:
+        print(f"examples.bench: {exc}", file=sys.stderr)
+        return 2
+    notes.append(f"load generator: {load_description}")
+    header(f"chat fan-out: {args.members} members, one line each in flight, {args.rounds} "
+           f"interleaved rounds of {args.warmup:g} s warm-up + {args.seconds:g} s", cpus, options,
+           specs if "single" in shapes else [], notes)
+    result = fanout.measure(specs, shapes, options, load_prefix, args)
+    print(result.render(args.rounds))
+    update_json(args.json, "fanout", {
+        "meta": meta(cpus, options, args), "notes": notes, "rounds": args.rounds,
+        "warmup_seconds": args.warmup, "seconds": args.seconds, "size": args.size,
+        "shapes": shapes, "load": load_description, **result.to_json()})
+    return 1 if any(not run.ok for run in result.runs) else 0
 
 
 def run_tls(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:

@@ -1,7 +1,7 @@
 """Chat load: N members of one room each keep lines in flight; the room broadcasts every line.
 
-    python -m examples.bench.chatload --port P [--conns 10] [--size 1024] [--pipeline 1]
-        [--seconds 5] [--warmup 1]
+    python -m examples.bench.chatload --port P [--other-ports P2,...] [--conns 10]
+        [--size 1024] [--pipeline 1] [--seconds 5] [--warmup 1]
 
 The method. ``--conns`` members join (the load waits until every welcome and join notice has
 arrived, so the room is complete before the clock starts). Each member then keeps
@@ -11,7 +11,13 @@ another (a closed loop, like echo_load's pipeline). Every delivery is checked: i
 next line of that sender for that receiver, byte for byte, so loss, duplication, reordering and
 misattribution are all caught. The line counted is a **delivery** (one line written by the server
 to one member; each line sent yields ``conns - 1``); latency is from sending a line until its last
-delivery. Any room notice during the run (someone dropped as too slow) counts as an error.
+delivery (``p50_ms``, ``p99_ms``) and until each delivery (``delivery_p50_ms``...). Any room
+notice during the run (someone dropped as too slow) counts as an error.
+
+With ``--other-ports`` the room is one shared by several servers (``chat_server --redis``): the
+members are spread over them in contiguous blocks, the deliveries that crossed servers are also
+timed apart (``remote_p50_ms``...), and a ``* NAME joined`` that arrives after the run began is
+no error (see ``ChatLoad.join``). ``chat_load.c`` does the same, and prints the same keys.
 
 The client is Python, with lower fidelity than echo_load: at 100 members it reads 99 lines for
 each one it sends and can saturate its core before the server does (the harness prints the
@@ -32,6 +38,7 @@ from examples.bench.clientkit import (
     connect_all,
     parser,
     pattern,
+    percentile_ms,
     print_result,
 )
 
@@ -51,9 +58,10 @@ class Line:
 
 
 class Member:
-    def __init__(self, sock: socket.socket, number: int, members: int) -> None:
+    def __init__(self, sock: socket.socket, number: int, members: int, server: int) -> None:
         self.sock = sock
         self.number = number
+        self.server = server  # which of the room's servers it is connected to
         self.name = b""
         self.prefix = b""  # b"NAME: ", how our lines reach the others
         self.partial = b""
@@ -66,11 +74,15 @@ class Member:
 
 
 class ChatLoad:
-    def __init__(self, socks: list[socket.socket], size: int, pipeline: int) -> None:
+    def __init__(self, socks: list[socket.socket], size: int, pipeline: int,
+                 server_of: list[int] | None = None) -> None:
         self.size = size
         self.pipeline = pipeline
         self.letters = pattern(PATTERN_PERIOD + size, letters=True)
-        self.members = [Member(sock, number, len(socks)) for number, sock in enumerate(socks)]
+        servers = server_of or [0] * len(socks)
+        self.shared = len(set(servers)) > 1
+        self.members = [Member(sock, number, len(socks), servers[number])
+                        for number, sock in enumerate(socks)]
         self.by_name: dict[bytes, Member] = {}
         self.selector = selectors.DefaultSelector()
         for member in self.members:
@@ -78,16 +90,22 @@ class ChatLoad:
         self.notices = 0
         self.errors = 0
         self.mismatches = 0
+        self.late_joins = 0
+        self.delivery_ns: list[int] = []  # every delivery in the window
+        self.remote_ns: list[int] = []  # those that crossed servers
         self.window: Window | None = None
 
     # -- setup: wait for the room to be complete ----------------------------------------------
 
     def join(self) -> None:
-        """Read welcomes and join notices until all arrived: N + N(N-1)/2 lines."""
+        """Read welcomes and join notices until all arrived: N + N(N-1)/2 lines, and until
+        every member has its welcome. With several servers the count alone can be reached
+        early: two members joining at the same instant may each be told of the other (the
+        servers learn of each other's joins through Redis, not in one order)."""
         count = len(self.members)
         expected = count + count * (count - 1) // 2
         deadline = time.monotonic() + SETUP_TIMEOUT_SECONDS
-        while self.notices < expected:
+        while self.notices < expected or not all(member.name for member in self.members):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"room setup: {self.notices} of {expected} notices arrived")
             for key, _ in self.selector.select(0.1):
@@ -140,7 +158,10 @@ class ChatLoad:
 
     def delivered(self, receiver: Member, line: bytes, now_ns: int) -> None:
         if line.startswith(b"* "):
-            self.errors += 1  # a member left or was dropped during the run
+            if self.shared and line.endswith(b" joined"):
+                self.late_joins += 1  # see join(): not an error
+            else:
+                self.errors += 1  # a member left or was dropped during the run
             return
         sender = self.by_name.get(line[:line.find(b": ")])
         if sender is None or sender is receiver:
@@ -153,12 +174,17 @@ class ChatLoad:
             return
         receiver.expect_seq[sender.number] = seq + 1
         in_flight = sender.in_flight
-        in_flight[index].waiting -= 1
+        line_in_flight = in_flight[index]
+        line_in_flight.waiting -= 1
         window = self.window
         assert window is not None
         inside = window.inside(now_ns)
         if inside:
             window.count += 1
+            latency = now_ns - line_in_flight.sent_ns
+            self.delivery_ns.append(latency)
+            if sender.server != receiver.server:
+                self.remote_ns.append(latency)
         completed = False
         while in_flight and in_flight[0].waiting == 0:
             done = in_flight.popleft()
@@ -187,12 +213,27 @@ class ChatLoad:
             now = time.monotonic_ns()
 
 
+def port_list(text: str) -> list[int]:
+    """An argparse type: ``"5001"`` or ``"5001,5002"``."""
+    return [int(part) for part in text.split(",") if part]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.conns < 2:
-        print("chatload: a room needs at least 2 members", file=sys.stderr)
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--other-ports", type=port_list, default=[],
+                           help="more servers of the same room, comma-separated")
+    args = arguments.parse_args(argv)
+    ports = [args.port, *args.other_ports]
+    if args.conns < max(2, len(ports)):
+        print("chatload: a room needs at least 2 members, and one on each server",
+              file=sys.stderr)
         return 2
-    load = ChatLoad(connect_all(args.host, args.port, args.conns), args.size, args.pipeline)
+    # Contiguous blocks, as chat_load.c: with two servers, the first half on the first.
+    server_of = [number * len(ports) // args.conns for number in range(args.conns)]
+    socks = []
+    for server, port in enumerate(ports):
+        socks += connect_all(args.host, port, server_of.count(server))
+    load = ChatLoad(socks, args.size, args.pipeline, server_of)
     try:
         load.join()
         window = Window(args.warmup, args.seconds)
@@ -201,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chatload: {exc}", file=sys.stderr)
         return 1
     print_result(window, args, window.count / args.seconds, mode="chat", errors=load.errors,
-                 mismatches=load.mismatches,
-                 lines_sent_per_s=round(len(window.latencies_ns) / args.seconds, 1))
+                 mismatches=load.mismatches, servers=len(ports),
+                 lines_sent_per_s=round(len(window.latencies_ns) / args.seconds, 1),
+                 late_join_notices=load.late_joins,
+                 delivery_p50_ms=percentile_ms(load.delivery_ns, 0.50),
+                 delivery_p99_ms=percentile_ms(load.delivery_ns, 0.99),
+                 remote_p50_ms=percentile_ms(load.remote_ns, 0.50),
+                 remote_p99_ms=percentile_ms(load.remote_ns, 0.99))
     return 1 if load.errors or load.mismatches else 0
 
 

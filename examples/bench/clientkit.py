@@ -74,12 +74,18 @@ class Window:
             self.latencies_ns.append(latency_ns)
 
     def percentile_ms(self, fraction: float) -> float:
-        """Nearest-rank percentile (sorts once per call; called twice per run)."""
-        if not self.latencies_ns:
-            return 0.0
-        ordered = sorted(self.latencies_ns)
-        rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
-        return ordered[rank - 1] / 1e6
+        """Nearest-rank percentile of the window's latencies, 0 when there were none."""
+        found = percentile_ms(self.latencies_ns, fraction)
+        return 0.0 if found is None else found
+
+
+def percentile_ms(latencies_ns: list[int], fraction: float) -> float | None:
+    """Nearest-rank percentile in ms, ``None`` without latencies (sorts once per call)."""
+    if not latencies_ns:
+        return None
+    ordered = sorted(latencies_ns)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1] / 1e6
 
 
 def print_result(window: Window, args: argparse.Namespace, rate: float, **extra: Any) -> None:

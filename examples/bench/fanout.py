@@ -1,93 +1,102 @@
-"""Fan-out: one chat room on two servers through Redis, next to the same room in one process.
+"""Fan-out: one chat room of ``--members``, ours against the same room written with asyncio.
 
-    python -m examples.bench fanout [--members 50] [--size 128] [--seconds 5] [--warmup 1]
+    python -m examples.bench fanout [--members 100] [--size 128] [--seconds 5] [--warmup 1]
+        [--rounds 3] [--servers chat,asyncio-chat,uvloop-chat,aio-chat]
+        [--shapes single,redis] [--load auto|c|python]
 
-The method. Two shapes of the same room of ``2 x --members`` members:
+The method. Each row is one room of ``--members`` members, every member keeping one line in
+flight (a closed loop: a line is done when every other member has it, and only then is the
+next one sent):
 
-* ``1 process``: one ``chat_server``, every member on it;
-* ``2 servers + Redis``: a ``redis-server`` (no persistence) and two ``chat_server --redis``,
-  half the members on each, so every line reaches half the room through Redis.
+* shape ``single`` (the default), one row per chat server of ``--servers``: ours
+  (``examples.chat_server``), ``asyncio-chat`` (``examples/asyncio_chat.py``, the same wire
+  contract on asyncio streams: the baseline), ``uvloop-chat`` (that file on uvloop) and
+  ``aio-chat`` (that file on our loop, ``reactor.aio``), all members on the one process;
+* shape ``redis``, the row ``chat-redis``: a ``redis-server`` (no persistence) and two
+  ``chat_server --redis``, half the members on each, so every line reaches half the room
+  through Redis. Its "other-server" latencies are of the deliveries that took that path.
 
-The load is ``chatload``'s closed loop (``examples/bench/chatload.py``): every member keeps one
-line in flight, a line is done when every other member has it, byte for byte, from the right
-sender, in order. The figures: deliveries per second (one line written to one member), the
-latency of every delivery, and for the shared room the latency of the deliveries to the *other*
-server's members (the path through Redis), p50 and p99. Servers and Redis are pinned to the
-server CPU, the load (this process) to the other, so both shapes get the same one core.
+Rows are interleaved in rounds (every row, then again), as the throughput matrix's servers are,
+so a slow minute of the machine hits every row alike; ``vs asyncio-chat`` is the median of the
+same-round ratios. Every server is started once for all rounds. Before each run the harness
+waits until the room's processes have closed the previous run's connections (their descriptor
+counts are back to what they were before any member came), so no ``* NAME left`` of one run can
+reach the next run's members as a notice.
 
-The load is Python and reads ``2 x members - 1`` lines for each it sends: it may saturate its
-core before the servers do (its CPU is printed).
+The load is ``chat_load.c`` (``--load c``, the default when it builds) or ``chatload.py``, in
+its own process pinned to the load CPU; both check every delivery byte for byte (the right
+sender, in order) and print the same JSON keys. The server CPU (user + system, from ``/proc``,
+summed over the row's processes: servers and Redis share the server CPU, so both shapes get the
+same one core) is divided by the deliveries: microseconds per delivery, and user alone beside
+it. A delivery is one line written by a server to one member; latency is from sending a line
+until that member has it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from examples.bench.chatload import SETUP_TIMEOUT_SECONDS, ChatLoad, Member
-from examples.bench.clientkit import Window, connect_all
 from examples.bench.cpus import CpuPlan, format_cpus
-from examples.bench.measure import CLOCK_TICKS_PER_SECOND, cpu_ticks
-from examples.bench.report import table
-from examples.bench.servers import LaunchOptions, ServerProcess, ServerSpec
+from examples.bench.load import LOAD_BOUND_FRACTION, RUN_GRACE_SECONDS, RunResult
+from examples.bench.measure import MIN_PRECISE_TICKS, CpuWindow, open_fds
+from examples.bench.report import rate, ratio, same_round_ratio, spread, summarise, table
+from examples.bench.servers import (
+    BASELINES,
+    REPO_ROOT,
+    LaunchOptions,
+    ServerProcess,
+    ServerSpec,
+)
 
 REDIS_STARTUP_TIMEOUT_SECONDS = 10.0
-DEFAULT_MEMBERS = 50
+#: How long a server may take to close the previous run's connections.
+IDLE_TIMEOUT_SECONDS = 10.0
+IDLE_POLL_SECONDS = 0.05
+DEFAULT_MEMBERS = 100
+SHAPES = ("single", "redis")
+SERVERS = ("chat", "asyncio-chat", "uvloop-chat", "aio-chat")
+REDIS_ROW = "chat-redis"
+BASELINE = BASELINES["chat"]
+FOOTNOTES = (
+    f"*  after deliveries/s: the load client used >= {LOAD_BOUND_FRACTION:.0%} of its core, so "
+    "deliveries/s is the client's limit there; the CPU per delivery is still the server's",
+    f"~  after user us/dlv: some window held fewer than {MIN_PRECISE_TICKS} clock ticks of "
+    "server user CPU; use a longer --seconds",
+)
 
 
-class FanoutLoad(ChatLoad):
-    """``ChatLoad`` that also times each delivery, split by whether it crossed servers."""
-
-    def __init__(self, socks: list[socket.socket], size: int, server_of: list[int]) -> None:
-        super().__init__(socks, size, pipeline=1)
-        self.server_of = server_of
-        self.local_ns: list[int] = []
-        self.late_joins = 0
-        self.remote_ns: list[int] = []
-
-    def join(self) -> None:
-        """As ``ChatLoad.join``, and until every member has its welcome: with two servers, two
-        members joining at the same instant may each be told of the other (the servers learn of
-        each other's joins through Redis, not in one order), so the count alone can be reached
-        early by such a notice."""
-        super().join()
-        deadline = time.monotonic() + SETUP_TIMEOUT_SECONDS
-        while not all(member.name for member in self.members):
-            if time.monotonic() > deadline:
-                raise TimeoutError("room setup: not every member was welcomed")
-            for key, _ in self.selector.select(0.1):
-                for line in self.read_lines(key.data):
-                    self.setup_notice(key.data, line)
-
-    def delivered(self, receiver: Member, line: bytes, now_ns: int) -> None:
-        if line.startswith(b"* ") and line.endswith(b" joined"):
-            self.late_joins += 1  # see join(): not an error
-            return
-        sender = self.by_name.get(line[:line.find(b": ")])
-        window = self.window
-        if sender is not None and sender is not receiver and window is not None \
-                and window.inside(now_ns):
-            index = receiver.expect_seq[sender.number] - sender.first_in_flight
-            if 0 <= index < len(sender.in_flight):
-                latency = now_ns - sender.in_flight[index].sent_ns
-                crossed = self.server_of[sender.number] != self.server_of[receiver.number]
-                (self.remote_ns if crossed else self.local_ns).append(latency)
-        super().delivered(receiver, line, now_ns)
+def shape_list(text: str) -> list[str]:
+    """An argparse type: ``single``, ``redis`` or ``single,redis``."""
+    shapes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [shape for shape in shapes if shape not in SHAPES]
+    if unknown or not shapes:
+        raise argparse.ArgumentTypeError(f"shapes are {', '.join(SHAPES)}; not {text!r}")
+    return shapes
 
 
-def percentile_ms(values: list[int], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(fraction * len(ordered) + 0.999) - 1))] / 1e6
+@dataclass
+class FanoutRun(RunResult):
+    """One run of one room: ``rps`` is deliveries/s, ``p50_ms``/``p99_ms`` the deliveries'
+    latency, ``user_us_per_rt`` the server user CPU per delivery; and what only fan-out has."""
+
+    members: int = 0
+    cpu_us_per_delivery: float = 0.0  # user + system, every process of the room
+    lines_sent_per_s: float = 0.0
+    remote_p50_ms: float | None = None
+    remote_p99_ms: float | None = None
 
 
 class RedisProcess:
@@ -138,82 +147,250 @@ class RedisProcess:
         self.stop()
 
 
-def run_shape(name: str, servers: list[ServerProcess], pids: list[int], members: int,
-              size: int, warmup: float, seconds: float) -> dict[str, Any]:
-    """One measurement: ``members`` on each server (all on one, for the single process)."""
-    per_server = members * 2 // len(servers)
-    socks: list[socket.socket] = []
-    server_of: list[int] = []
-    for number, server in enumerate(servers):
-        socks += connect_all(server.host, server.port, per_server)
-        server_of += [number] * per_server
-    load = FanoutLoad(socks, size, server_of)
+@dataclass
+class Room:
+    """One row: the servers that hold the room and every process whose CPU is the room's."""
+
+    name: str
+    servers: list[ServerProcess]
+    pids: list[int]
+    idle_fds: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idle_fds = [open_fds(pid) for pid in self.pids]
+
+    def wait_until_idle(self) -> None:
+        """Until every process has closed the connections of the previous run."""
+        deadline = time.monotonic() + IDLE_TIMEOUT_SECONDS
+        while any(open_fds(pid) > idle for pid, idle in zip(self.pids, self.idle_fds)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} still holds the last run's connections after "
+                                   f"{IDLE_TIMEOUT_SECONDS:.0f} s")
+            time.sleep(IDLE_POLL_SECONDS)
+
+
+def start_rooms(stack: ExitStack, specs: Sequence[ServerSpec], shapes: Sequence[str],
+                options: LaunchOptions) -> tuple[list[Room | tuple[str, str]], list[str]]:
+    """Every row's room, or ``(name, why it did not start)`` (its runs then fail; the others
+    go on); and the names of the rows in order."""
+    rooms: list[Room | tuple[str, str]] = []
+    if "single" in shapes:
+        for spec in specs:
+            try:
+                server = stack.enter_context(ServerProcess(spec, options))
+                rooms.append(Room(spec.name, [server], [server.pid]))
+            except RuntimeError as exc:
+                rooms.append((spec.name, str(exc)))
+    if "redis" in shapes:
+        try:
+            redis = stack.enter_context(RedisProcess(options.cpus))
+            shared = ServerSpec(REDIS_ROW, "chat", "examples.chat_server",
+                                ("--redis", redis.url), ours=True)
+            servers = [stack.enter_context(ServerProcess(shared, options)) for _ in range(2)]
+            rooms.append(Room(REDIS_ROW, servers,
+                              [*(server.pid for server in servers), redis.process.pid]))
+        except RuntimeError as exc:
+            rooms.append((REDIS_ROW, str(exc)))
+    return rooms, [room.name if isinstance(room, Room) else room[0] for room in rooms]
+
+
+def measure_run(room: Room, load_prefix: Sequence[str], cpus: CpuPlan, members: int, size: int,
+                warmup: float, seconds: float, round_number: int) -> FanoutRun:
+    """Drive ``room`` with one load run; the CPU windows are taken as ``load.measure_run``
+    takes them (after the warm-up, by the harness, for every load alike)."""
+    result = FanoutRun(room.name, round_number, ok=False, members=members)
+    for server in room.servers:
+        if not server.alive():
+            result.error = f"server exited: {server.stop().strip()[-300:]}"
+            return result
     try:
-        load.join()
-        window = Window(warmup, seconds)
-        # User + system CPU over warm-up and window together: the whole time the load ran.
-        before_ticks = sum(cpu_ticks(pid, system=True) for pid in pids)
-        before_load = time.process_time()
-        load.run(window)
-        server_cpu = (sum(cpu_ticks(pid, system=True) for pid in pids)
-                      - before_ticks) / CLOCK_TICKS_PER_SECOND
-        load_cpu = time.process_time() - before_load
-    finally:
-        for sock in socks:
-            sock.close()
-    if load.errors or load.mismatches:
-        raise RuntimeError(f"{name}: {load.errors} notices and {load.mismatches} mismatched "
-                           "deliveries during the run")
-    everyone = load.local_ns + load.remote_ns
-    return {
-        "shape": name, "members": members * 2, "servers": len(servers),
-        "deliveries_per_s": round(window.count / seconds, 1),
-        "lines_sent_per_s": round(len(window.latencies_ns) / seconds, 1),
-        "p50_ms": percentile_ms(everyone, 0.50), "p99_ms": percentile_ms(everyone, 0.99),
-        "remote_p50_ms": percentile_ms(load.remote_ns, 0.50),
-        "remote_p99_ms": percentile_ms(load.remote_ns, 0.99),
-        "server_side_cpu_pct": round(100 * server_cpu / (seconds + warmup), 1),
-        "load_cpu_pct": round(100 * load_cpu / (seconds + warmup), 1),
-        "late_join_notices": load.late_joins,
-    }
+        room.wait_until_idle()
+    except RuntimeError as exc:
+        result.error = str(exc)
+        return result
+    first, *others = room.servers
+    command = [sys.executable, "-m", "examples.bench.launch", "--cpus", format_cpus(cpus.load),
+               "--", *load_prefix, "--host", first.host, "--port", str(first.port),
+               "--conns", str(members), "--size", str(size), "--pipeline", "1",
+               "--seconds", str(seconds), "--warmup", str(warmup)]
+    if others:
+        command += ["--other-ports", ",".join(str(server.port) for server in others)]
+    load = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    user = [CpuWindow(pid) for pid in room.pids]
+    total = [CpuWindow(pid, system=True) for pid in room.pids]
+    load_cpu = CpuWindow(load.pid, system=True)
+    windows = [*user, *total, load_cpu]
+    try:
+        time.sleep(warmup)
+        for window in windows:
+            window.start()
+        time.sleep(seconds)
+        for window in windows:
+            window.stop()
+        out, err = load.communicate(timeout=RUN_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        load.communicate()
+        result.error = f"the load did not finish within {RUN_GRACE_SECONDS:.0f} s of its window"
+        return result
+    except BaseException:
+        load.kill()
+        load.communicate()
+        raise
+    problems = err.decode("utf-8", "replace").strip()
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        data = {}
+    if not data:
+        result.error = f"load printed no result (exit {load.returncode}): {problems[-300:]}"
+        return result
+    result.load_json = data
+    failures = int(data.get("errors", 0)) + int(data.get("mismatches", 0))
+    if load.returncode != 0 or failures or not data.get("rtts"):
+        result.error = (f"exit {load.returncode}, errors {data.get('errors')}, mismatches "
+                        f"{data.get('mismatches')}: {problems[-300:]}")
+        return result
+    deliveries = float(data["rps"])
+    result.rps = deliveries
+    result.mbps = float(data["mbps"])
+    result.p50_ms = float(data["delivery_p50_ms"])
+    result.p99_ms = float(data["delivery_p99_ms"])
+    result.remote_p50_ms = data.get("remote_p50_ms")
+    result.remote_p99_ms = data.get("remote_p99_ms")
+    result.lines_sent_per_s = float(data["lines_sent_per_s"])
+    result.user_us_per_rt = sum(window.us_per(deliveries) for window in user)
+    result.cpu_us_per_delivery = sum(window.us_per(deliveries) for window in total)
+    result.server_user_pct = round(sum(window.fraction for window in user) * 100, 1)
+    result.server_user_ticks = sum(window.ticks for window in user)
+    result.load_cpu_pct = round(load_cpu.fraction * 100, 1)
+    result.ok = True
+    return result
 
 
-def measure(options: LaunchOptions, members: int, size: int, warmup: float,
-            seconds: float) -> list[dict[str, Any]]:
-    results = []
-    single = ServerSpec("chat", "chat", "examples.chat_server", ours=True)
-    with ServerProcess(single, options) as server:
-        results.append(run_shape("1 process", [server], [server.pid], members, size, warmup,
-                                 seconds))
+def cpu_us_per_delivery(run: RunResult) -> float:
+    """The metric for ``same_round_ratio``, which takes any run."""
+    return run.cpu_us_per_delivery if isinstance(run, FanoutRun) else 0.0
+
+
+@dataclass
+class FanoutResult:
+    """Every run of every row, and what the reader needs of them."""
+
+    rows: list[str]
+    members: int
+    runs: list[FanoutRun] = field(default_factory=list)
+
+    def runs_of(self, name: str) -> list[FanoutRun]:
+        return [run for run in self.runs if run.server == name]
+
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        baseline = self.runs_of(BASELINE) if BASELINE in self.rows else None
+        summaries = {}
+        for name in self.rows:
+            runs = self.runs_of(name)
+            summary = summarise(runs, baseline)
+            good = [run for run in runs if run.ok]
+            if good:
+                summary["cpu_us_per_delivery"] = spread([run.cpu_us_per_delivery
+                                                         for run in good])
+                summary["lines_sent_per_s"] = statistics.median(run.lines_sent_per_s
+                                                                for run in good)
+                remote = [run for run in good if run.remote_p50_ms is not None]
+                summary["remote_p50_ms"] = (statistics.median(run.remote_p50_ms or 0.0
+                                                              for run in remote)
+                                            if remote else None)
+                summary["remote_p99_ms"] = (statistics.median(run.remote_p99_ms or 0.0
+                                                              for run in remote)
+                                            if remote else None)
+                if baseline is not None:
+                    summary["cpu_us_ratio"] = same_round_ratio(runs, baseline,
+                                                               cpu_us_per_delivery)
+            summaries[name] = summary
+        return summaries
+
+    def render(self, rounds: int) -> str:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        shared = REDIS_ROW in self.rows
+        headers = ["room", "deliveries/s (min-max)", f"vs {BASELINE}", "srv CPU us/dlv",
+                   "srv user us/dlv", "p50 ms", "p99 ms",
+                   *(["other-server p50 ms", "other-server p99 ms"] if shared else []),
+                   "load CPU"]
+        rows = []
+        for name, summary in self.summaries().items():
+            if not summary.get("rounds_ok"):
+                rows.append([name, "FAILED (below)", *[""] * (len(headers) - 2)])
+                continue
+            deliveries = summary["rps"]
+            rows.append([
+                name,
+                f"{rate(deliveries['median'])} ({rate(deliveries['min'])}-"
+                f"{rate(deliveries['max'])})" + ("*" if summary["load_bound"] else ""),
+                ratio(summary.get("rps_ratio")),
+                f"{summary['cpu_us_per_delivery']['median']:.2f}",
+                f"{summary['user_us_per_rt']['median']:.2f}" + ("~" if summary["coarse"] else ""),
+                ms(summary["p50_ms"]), ms(summary["p99_ms"]),
+                *([ms(summary["remote_p50_ms"]), ms(summary["remote_p99_ms"])] if shared else []),
+                f"{summary['load_cpu_pct']:.0f}%",
+            ])
+        title = (f"chat fan-out, {self.members} members, one line each in flight ({rounds} rounds;"
+                 f" medians; 'vs {BASELINE}': median of same-round deliveries/s ratios)")
+        failures = [f"  {run.server} round {run.round} failed: "
+                    + " | ".join((run.error or "").splitlines())[:300]
+                    for run in self.runs if not run.ok]
+        return "\n".join([title, table(headers, rows), *failures, *FOOTNOTES])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"members": self.members, "rows": self.summaries(),
+                "runs": [asdict(run) for run in self.runs]}
+
+
+def measure(specs: Sequence[ServerSpec], shapes: Sequence[str], options: LaunchOptions,
+            load_prefix: Sequence[str], args: argparse.Namespace) -> FanoutResult:
+    """Every row's rounds, interleaved."""
     with ExitStack() as stack:
-        redis = stack.enter_context(RedisProcess(options.cpus))
-        shared = ServerSpec("chat-redis", "chat", "examples.chat_server",
-                            ("--redis", redis.url), ours=True)
-        servers = [stack.enter_context(ServerProcess(shared, options)) for _ in range(2)]
-        results.append(run_shape("2 servers + Redis", servers,
-                                 [*(server.pid for server in servers), redis.process.pid],
-                                 members, size, warmup, seconds))
-    return results
+        rooms, names = start_rooms(stack, specs, shapes, options)
+        result = FanoutResult(names, args.members)
+        total = args.rounds * len(rooms)
+        for round_number in range(1, args.rounds + 1):
+            for room in rooms:
+                if isinstance(room, Room):
+                    run = measure_run(room, load_prefix, options.cpus, args.members, args.size,
+                                      args.warmup, args.seconds, round_number)
+                else:
+                    run = FanoutRun(room[0], round_number, ok=False, members=args.members,
+                                    error=f"did not start: {room[1]}")
+                result.runs.append(run)
+                progress(len(result.runs), total, run)
+    return result
 
 
-def render(results: list[dict[str, Any]]) -> str:
-    def ms(value: float) -> str:
-        return "–" if value != value else f"{value:.2f}"  # NaN: no such delivery
-
-    rows = [[result["shape"], str(result["members"]), f"{result['deliveries_per_s']:,.0f}",
-             f"{result['lines_sent_per_s']:,.0f}", ms(result["p50_ms"]), ms(result["p99_ms"]),
-             ms(result["remote_p50_ms"]), ms(result["remote_p99_ms"]),
-             f"{result['server_side_cpu_pct']:.0f}%", f"{result['load_cpu_pct']:.0f}%"]
-            for result in results]
-    return table(["room", "members", "deliveries/s", "lines sent/s", "p50 ms", "p99 ms",
-                  "other-server p50 ms", "other-server p99 ms", "server-side CPU",
-                  "load CPU"], rows)
+def progress(done: int, total: int, run: FanoutRun) -> None:
+    if run.ok:
+        figures = (f"{rate(run.rps)} deliveries/s, {run.cpu_us_per_delivery:.2f} server CPU "
+                   f"us/delivery, load CPU {run.load_cpu_pct:.0f}%")
+    else:
+        figures = f"FAILED: {(run.error or '').splitlines()[0][:100]}"
+    print(f"[{done}/{total}] fan-out round {run.round} {run.server}: {figures}",
+          file=sys.stderr, flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=int, default=DEFAULT_MEMBERS,
-                        help="members per server; the single process gets twice as many "
-                             "(default: %(default)s)")
+                        help="members of the room (with the redis shape, half on each server; "
+                             "default: %(default)s)")
     parser.add_argument("--size", type=int, default=128, help="bytes per line (default: 128)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--shapes", type=shape_list, default=["single"],
+                        help="single: each chat server of --servers in one process (default "
+                             f"{','.join(SERVERS)}); redis: our room on 2 chat_server --redis "
+                             "+ redis-server; or single,redis")
+    parser.add_argument("--load", choices=["auto", "c", "python"], default="auto",
+                        help="load generator: chat_load (C) when it builds, else Python "
+                             "(chatload)")

@@ -1,11 +1,12 @@
 """The load generators, and one measured run of a load against a running server.
 
-Owns the choice of load generator and the build of ``echo_load``: the C client in this folder,
-compiled with the system compiler into a cache directory outside the repository (never into it)
-and named by a hash of its source, so an edited source is rebuilt and an unchanged one is not.
-Without a compiler the pure-Python ``pyload`` takes its place, with lower fidelity, and the
-harness says so. The chat server is always driven by ``chatload`` (Python): echo_load has no
-mode in which one connection's message comes back on the others.
+Owns the choice of load generator and the build of the C clients in this folder (``echo_load``,
+and ``chat_load`` for the fan-out command), each compiled with the system compiler into a cache
+directory outside the repository (never into it) and named by a hash of its source, so an edited
+source is rebuilt and an unchanged one is not. Without a compiler the pure-Python ``pyload``
+takes its place, with lower fidelity, and the harness says so. In the throughput matrix the chat
+server is driven by ``chatload`` (Python): echo_load has no mode in which one connection's
+message comes back on the others.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from examples.bench.measure import MIN_PRECISE_TICKS, CpuWindow
 from examples.bench.servers import REPO_ROOT, ServerProcess
 
 SOURCE = Path(__file__).with_name("echo_load.c")
+CHAT_SOURCE = Path(__file__).with_name("chat_load.c")
 #: How the echo_load modes match our servers: echo gets bytes back, the uppercase server lines.
 MODES = {"echo": "echo", "line": "line-upper"}
 #: A run's load may take this long beyond warm-up + window (connecting 100 clients, exiting).
@@ -61,25 +63,27 @@ def cache_dir() -> Path:
         return Path(tempfile.mkdtemp(prefix="handreactor-bench-"))
 
 
-def build_echo_load() -> tuple[Path | None, str]:
-    """The compiled echo_load (building it if needed) and a note on how it was found."""
+def build_load(source: Path) -> tuple[Path | None, str]:
+    """The compiled C load client ``source`` (building it if needed) and a note on how it was
+    found."""
+    name = source.stem
     compiler = next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))),
                     None)
     if compiler is None:
         return None, "no C compiler (cc, gcc, clang) found"
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     directory = cache_dir()
-    binary = directory / f"echo_load-{digest}"
+    binary = directory / f"{name}-{digest}"
     if binary.exists():
-        return binary, f"echo_load (C, cached at {binary})"
-    partial = directory / f".echo_load-{digest}.{os.getpid()}"
-    result = subprocess.run([compiler, "-O2", "-o", str(partial), str(SOURCE)],
+        return binary, f"{name} (C, cached at {binary})"
+    partial = directory / f".{name}-{digest}.{os.getpid()}"
+    result = subprocess.run([compiler, "-O2", "-o", str(partial), str(source)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
-        return None, f"{compiler} failed to build echo_load: {result.stderr.strip()[:500]}"
+        return None, f"{compiler} failed to build {name}: {result.stderr.strip()[:500]}"
     partial.replace(binary)  # atomic: a concurrent run never sees half a binary
-    return binary, f"echo_load (C, built with {compiler} into {binary})"
+    return binary, f"{name} (C, built with {compiler} into {binary})"
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,26 @@ def choose(preference: str) -> LoadGenerators:
                    "only, not with figures taken with echo_load")
     if preference == "python":
         return LoadGenerators(python, "pyload (Python, chosen with --load python)", python_note)
-    binary, how = build_echo_load()
+    binary, how = build_load(SOURCE)
     if binary is not None:
         return LoadGenerators((str(binary),), how)
     if preference == "c":
         raise RuntimeError(how)
     return LoadGenerators(python, f"pyload (Python): {how}", python_note)
+
+
+def choose_chat(preference: str) -> tuple[tuple[str, ...], str]:
+    """The fan-out load's command prefix and what to call it: ``chat_load`` (C) unless
+    ``preference`` is ``python`` or it does not build (then ``chatload``, unless ``c``)."""
+    python = (sys.executable, "-m", "examples.bench.chatload")
+    if preference == "python":
+        return python, "chatload (Python, chosen with --load python)"
+    binary, how = build_load(CHAT_SOURCE)
+    if binary is not None:
+        return (str(binary),), how
+    if preference == "c":
+        raise RuntimeError(how)
+    return python, f"chatload (Python): {how}"
 
 
 @dataclass
