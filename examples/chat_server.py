@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         room.server_stats = lambda: {
             "connections": len(reactor.transports), "loop_passes": reactor.passes,
             "slowest_pass_ms": round(reactor.slowest_pass_seconds * 1000, 3)}
+        room.batch_writes(reactor.call_soon)
         if args.redis is not None:
             bus = RedisBus(reactor, args.redis, args.room, expiry=args.redis_expiry,
                            max_pending_bytes=args.redis_max_pending)
@@ -119,11 +120,16 @@ def main(argv: list[str] | None = None) -> int:
             bus.start()
             link_first(reactor, bus)
 
+    def say_goodbye() -> None:
+        """The notice, written now: the connections close before another pass could."""
+        room.broadcast(SHUTDOWN_NOTICE)
+        room.flush()
+
     factory = with_line_limit(room.protocol_factory, args.max_line_bytes)
     return run_server(factory, args, "chat_server",
                       reject_message=b"error: the room is full; try again later\n",
                       on_start=start_room,
-                      on_shutdown=lambda: room.broadcast(SHUTDOWN_NOTICE))
+                      on_shutdown=say_goodbye)
 
 
 if __name__ == "__main__":

@@ -39,12 +39,20 @@ Three things one client must not be able to do to the others:
   unassigned code points) is dropped from text before it is sent on; a tab becomes a space.
 * Make the room buffer without bound. Lines are at most ``MAX_LINE_BYTES``; a longer one gets an
   error and the client is closed.
-* Stall the room by not reading. Before each write the room checks the member's send queue: a
-  non-empty one that the line would take past ``max_pending_bytes`` is disconnected with
-  ``abort()`` and a notice to the room.
+* Stall the room by not reading. Before each write the room checks the member's send queue
+  (with the lines the room holds for it, see below): a non-empty one that the line would take
+  past ``max_pending_bytes`` is disconnected with ``abort()`` and a notice to the room.
   Back-pressure keeps ``Protocol``'s default: a member whose own queue passes the high-water mark
   stops being read until it drains. That throttles only the slow member's own input; the cap is
   what protects everyone else, since the room never waits for anyone.
+
+One write per member per loop pass: given the loop's ``call_soon`` (``batch_writes``, as
+``examples/chat_server.py`` does), the room holds each member's lines until the loop has handled
+this pass's input, then writes them with one ``transport.write`` (sooner once they reach
+``MAX_HELD_BYTES``). Every line a member sends reaches everyone, so one pass that reads k lines
+would otherwise cost each member k ``send()`` calls; the kernel's work per ``send()`` is most
+of a fan-out's cost (see ``batch_writes``). Order is kept, since every write to a member goes
+through the room; whatever writes around the room or closes a member flushes that member first.
 
 One room across several servers: the room talks to the world beyond its own members through a
 ``RoomBus`` (``protocols/chat_bus.py``). The default bus is the room of one server, where every
@@ -76,6 +84,9 @@ MAX_PENDING_BYTES = 1024 * 1024
 #: LineProtocol's 64 KiB default.
 MAX_LINE_BYTES = 4096
 MAX_NAME_CHARS = 32
+#: A member's held lines are written as soon as they reach this (``ChatRoom.batch_writes``), so
+#: holding changes what the cap sees by less than this, and one busy pass holds little memory.
+MAX_HELD_BYTES = 64 * 1024
 
 HELP_TEXT = "* commands: /nick NAME, /who, /me TEXT, /msg NAME TEXT, /stats, /quit, /help"
 NAME_RULES = f"1 to {MAX_NAME_CHARS} printable characters, no whitespace or ':'"
@@ -132,6 +143,10 @@ class ChatRoom:
         #: The server's own figures (connections, loop passes...), added to ``/stats`` when
         #: the server provides them (``examples/chat_server.py`` does).
         self.server_stats: Callable[[], dict[str, object]] | None = None
+        #: Set by ``batch_writes``: schedules ``flush`` after the current pass's input.
+        self._call_soon: Callable[[Callable[[], None]], object] | None = None
+        #: Members with lines held for them, in the order they were first given one.
+        self._holding: list[ChatProtocol] = []
 
     def stats(self) -> dict[str, object]:
         """The room's counters, then the server's: what ``/stats`` prints."""
@@ -143,6 +158,29 @@ class ChatRoom:
             figures.update(self.server_stats())
         figures.update(self.bus.stats())
         return figures
+
+    def batch_writes(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
+        """Hold each member's lines until ``call_soon`` runs ``flush``: one write per member per
+        loop pass instead of one per line (see the module docstring).
+
+        Measured A/B, interleaved (``chat_server`` of the same commit with and without this
+        call, pinned to one core, driven by ``examples/bench/chat_load.c``: 100 members, one
+        128-byte line each in flight, 6 rounds of 3 s on a shared 2-core machine): 41-124k
+        deliveries/s without, 324-616k with, median same-round ratio 6.2x and 8.7x in two
+        runs; server CPU per delivery 5.8-8.9 us without, 0.6-1.0 us with (profiled without
+        it, 85 % of the server's time was the ``send()`` in ``Connection.write``, one per
+        delivery); p50 delivery latency 70-230 ms without, 14-26 ms with.
+        """
+        self._call_soon = call_soon
+
+    def flush(self, member: ChatProtocol | None = None) -> None:
+        """Write the lines held for ``member`` (for every member: ``None``) now."""
+        if member is not None:
+            member.write_outgoing()
+            return
+        holding, self._holding = self._holding, []
+        for held in holding:
+            held.write_outgoing()
 
     def attach_bus(self, bus: RoomBus) -> None:
         """Share this room through ``bus`` from now on (before the first member joins)."""
@@ -343,17 +381,28 @@ class ChatRoom:
         means everyone still in the room gets ``data`` before the notice about who was dropped.
         """
         too_slow = []
+        call_soon = self._call_soon
         for member in members:
             transport = member.transport
             if transport is None or transport.is_closing():
                 continue
-            pending = transport.get_write_buffer_size()
+            pending = transport.get_write_buffer_size() + member.outgoing_bytes
             if pending and pending + len(data) > self.max_pending_bytes:
                 too_slow.append(member)
-            else:
+                continue
+            if call_soon is None:
                 transport.write(data)
-                self.lines_out += 1
-                self.bytes_out += len(data)
+            else:
+                if not member.outgoing:
+                    if not self._holding:
+                        call_soon(self.flush)
+                    self._holding.append(member)
+                member.outgoing.append(data)
+                member.outgoing_bytes += len(data)
+                if member.outgoing_bytes >= MAX_HELD_BYTES:
+                    member.write_outgoing()
+            self.lines_out += 1
+            self.bytes_out += len(data)
         for member in too_slow:
             self._disconnect(member, "too slow to read")
 
@@ -383,6 +432,20 @@ class ChatProtocol(LineProtocol):
         self._releasing = False
         self._write_paused = False
         self._reading_stopped = False
+        #: Lines the room holds for us until its next flush (``ChatRoom.batch_writes``).
+        self.outgoing: list[bytes] = []
+        self.outgoing_bytes = 0
+
+    def write_outgoing(self) -> None:
+        """Write the lines the room holds for us, in one ``write``."""
+        outgoing = self.outgoing
+        if not outgoing:
+            return
+        data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+        outgoing.clear()
+        self.outgoing_bytes = 0
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def connection_made(self, transport: Connection) -> None:
         super().connection_made(transport)
@@ -393,9 +456,16 @@ class ChatProtocol(LineProtocol):
         super().connection_lost(exc)
 
     def line_too_long(self) -> None:
-        """Leave the room first, so the others hear of it now rather than when the socket closes."""
+        """Leave the room first, so the others hear of it now rather than when the socket closes;
+        our held lines go out before the error line, which is written around the room."""
         self.room.leave(self)
+        self.room.flush(self)
         super().line_too_long()
+
+    def idle_timed_out(self, idle_seconds: float) -> None:
+        """As LineProtocol's, after our held lines (its error line is written around the room)."""
+        self.room.flush(self)
+        super().idle_timed_out(idle_seconds)
 
     def wait_for_room(self) -> None:
         """The room is asking the bus something for us: hold our next lines until it answers."""
@@ -504,6 +574,7 @@ class ChatProtocol(LineProtocol):
         """Say goodbye, leave at once (so no later broadcast reaches us), then close."""
         self._reply("* goodbye")
         self.room.leave(self)
+        self.room.flush(self)  # before close(), which drops later writes
         if self.transport is not None:
             self.transport.close()
 

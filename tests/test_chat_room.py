@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from protocols.chat import MAX_LINE_BYTES, ChatProtocol, ChatRoom, sanitize
+from protocols.chat import MAX_HELD_BYTES, MAX_LINE_BYTES, ChatProtocol, ChatRoom, sanitize
 from protocols.chat_bus import RoomBus
 from reactor.testing import FakeTransport, connect, feed, feed_eof
 
@@ -402,3 +402,67 @@ def test_a_name_the_bus_refuses_is_an_error_and_the_name_stays() -> None:
     assert alice.received() == ["error: name taken is taken"]
     assert bob.received() == []
     assert room.names() == ["127.0.0.1:1001", "127.0.0.1:1002"]
+
+
+# -- a room that batches its writes (ChatRoom.batch_writes, as examples/chat_server.py runs it) --
+
+
+class LoopPass:
+    """The loop's ``call_soon`` for a batching room: what it schedules runs at ``end()``."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.callbacks.append(callback)
+
+    def end(self) -> None:
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def batching_room() -> tuple[ChatRoom, LoopPass]:
+    room, loop = ChatRoom(), LoopPass()
+    room.batch_writes(loop.call_soon)
+    return room, loop
+
+
+def test_a_batching_room_writes_each_member_once_per_pass() -> None:
+    room, loop = batching_room()
+    alice, bob, carol = (Client(room, port) for port in (1001, 1002, 1003))
+    loop.end()
+    assert [len(client.received()) for client in (alice, bob, carol)] == [3, 2, 1]
+    alice.say("one")
+    bob.say("two")
+    assert carol.transport.writes == []  # held until the pass ends
+    loop.end()
+    assert carol.transport.writes == [b"127.0.0.1:1001: one\n127.0.0.1:1002: two\n"]
+    assert alice.received() == ["127.0.0.1:1002: two"]
+    assert loop.callbacks == []  # nothing held, nothing scheduled
+
+
+def test_a_batching_room_writes_held_lines_before_goodbye_and_close() -> None:
+    room, loop = batching_room()
+    alice, bob = (Client(room, port) for port in (1001, 1002))
+    loop.end()
+    alice.received()
+    bob.say("still there?")
+    alice.say("/quit")
+    assert alice.transport.closed
+    assert alice.received() == ["127.0.0.1:1002: still there?", "* goodbye"]
+
+
+def test_a_batching_room_writes_early_once_a_member_s_held_lines_reach_the_limit() -> None:
+    room, loop = batching_room()
+    alice, bob = (Client(room, port) for port in (1001, 1002))
+    loop.end()
+    bob.received()
+    line = "x" * (MAX_LINE_BYTES - 20)
+    for _ in range(MAX_HELD_BYTES // MAX_LINE_BYTES + 1):
+        alice.say(line)
+    assert len(bob.transport.writes) == 1 and len(bob.transport.written) >= MAX_HELD_BYTES
+    alice.say("last")
+    loop.end()
+    assert bob.received()[-1] == "127.0.0.1:1001: last"
+    assert not bob.transport.aborted
