@@ -182,7 +182,8 @@ def run_throughput(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptio
     if "chat" in kinds:
         notes.append("chat: req/s counts lines delivered (each line sent reaches conns - 1 "
                      "members), latency is until its last delivery, user us/RT is per delivered "
-                     "line; driven by the Python chatload (examples/bench/chatload.py); no peer")
+                     "line; driven by the Python chatload (examples/bench/chatload.py); its "
+                     "peer, asyncio-chat, runs when --servers names it")
     estimate = matrix.estimate_seconds(cells, specs, args.rounds, warmup, seconds)
     header(f"throughput{' (quick)' if quick else ''}, {args.rounds} interleaved rounds of "
            f"{warmup:g} s warm-up + {seconds:g} s (estimated {estimate / 60:.1f} min)",
