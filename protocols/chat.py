@@ -462,6 +462,13 @@ class ChatProtocol(LineProtocol):
         self.room.flush(self)
         super().line_too_long()
 
+    def eof_received(self) -> bool:
+        """As LineProtocol's (the last line is handled, then the connection closes once what
+        is queued is sent), with our held lines queued first: the close would drop them."""
+        keep_open = super().eof_received()
+        self.room.flush(self)
+        return keep_open
+
     def idle_timed_out(self, idle_seconds: float) -> None:
         """As LineProtocol's, after our held lines (its error line is written around the room)."""
         self.room.flush(self)

@@ -466,3 +466,15 @@ def test_a_batching_room_writes_early_once_a_member_s_held_lines_reach_the_limit
     loop.end()
     assert bob.received()[-1] == "127.0.0.1:1001: last"
     assert not bob.transport.aborted
+
+
+def test_a_batching_room_writes_held_lines_before_an_eof_closes() -> None:
+    room, loop = batching_room()
+    alice, bob = (Client(room, port) for port in (1001, 1002))
+    loop.end()
+    alice.received()
+    bob.say("bye then")
+    alice.say(b"/who")  # an unterminated last line, then the peer's FIN
+    feed_eof(alice.protocol, alice.transport)
+    assert alice.received() == ["127.0.0.1:1002: bye then",
+                                "* online: 127.0.0.1:1001, 127.0.0.1:1002"]
