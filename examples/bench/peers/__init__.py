@@ -8,7 +8,9 @@ read), since asyncio's default ``Protocol`` ignores ``pause_writing`` and would 
 bound for a peer that does not read.
 
 ``asyncio_echo`` and ``asyncio_upper`` run on asyncio's own loop or, with ``--loop uvloop``, on
-uvloop; ``twisted_echo`` and ``twisted_upper`` on Twisted's epoll reactor.
+uvloop; ``twisted_echo`` and ``twisted_upper`` on Twisted's epoll reactor. ``asyncio_chat_peer``
+is ``examples/asyncio_chat.py`` (the chat room's contract on asyncio streams) on the loop
+``--loop`` names.
 
 The exception is ``lean_echo``, the floor of pure Python: one selector, ``recv`` and a blocking
 ``sendall``. It has no send queue, so neither back-pressure nor a ``pause_writing`` count to
