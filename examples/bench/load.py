@@ -86,6 +86,11 @@ def build_load(source: Path) -> tuple[Path | None, str]:
     return binary, f"{name} (C, built with {compiler} into {binary})"
 
 
+def build_echo_load() -> tuple[Path | None, str]:
+    """``build_load`` of ``echo_load.c``, the echo and line servers' load."""
+    return build_load(SOURCE)
+
+
 @dataclass(frozen=True)
 class LoadGenerators:
     """The command prefix for echo and line loads, and what to tell the reader about it."""
@@ -113,7 +118,7 @@ def choose(preference: str) -> LoadGenerators:
                    "only, not with figures taken with echo_load")
     if preference == "python":
         return LoadGenerators(python, "pyload (Python, chosen with --load python)", python_note)
-    binary, how = build_load(SOURCE)
+    binary, how = build_echo_load()
     if binary is not None:
         return LoadGenerators((str(binary),), how)
     if preference == "c":
