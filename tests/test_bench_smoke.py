@@ -21,7 +21,6 @@ import pytest
 from examples.bench.load import build_echo_load
 from examples.bench.slow_reader import footnotes, pause_cell
 from tests.processes import REPO_ROOT, TIMEOUT, Launcher, exchange
-from tests.redis_process import require_redis_server
 from tests.tls_certs import require_openssl
 
 
@@ -138,20 +137,6 @@ def test_many_runs_fifty_connections_on_ours_and_lean_echo(tmp_path: Path) -> No
         assert row["late"] == 0 and row["errors"] == 0
         assert 0 < row["p50_ms"] <= row["p99_ms"]
         assert row["srv_cpu_pct"] >= row["srv_user_pct"] >= 0
-
-
-def test_fanout_runs_both_rooms_for_half_a_second(tmp_path: Path) -> None:
-    require_redis_server()
-    result = subprocess.run(
-        [sys.executable, "-m", "examples.bench", "fanout", "--members", "3", "--seconds", "0.5",
-         "--warmup", "0.2", "--json", str(tmp_path / "results.json")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    results = json.loads((tmp_path / "results.json").read_text())["fanout"]["results"]
-    assert [row["shape"] for row in results] == ["1 process", "2 servers + Redis"]
-    for row in results:
-        assert row["members"] == 6 and row["deliveries_per_s"] > 0
-    assert results[1]["remote_p50_ms"] > 0  # deliveries crossed servers through Redis
 
 
 def test_tls_command_makes_a_certificate_and_a_row_for_ours_and_asyncio(tmp_path: Path) -> None:
