@@ -29,22 +29,35 @@ def pair() -> Iterator[Pair]:
     b.close()
 
 
-def later(delay: float, action: Callable[[], object]) -> threading.Thread:
-    """Run ``action`` in another thread after ``delay`` seconds."""
+class Later(threading.Thread):
+    """Runs ``action`` in another thread after ``delay`` seconds; ``acted_at`` is when.
 
-    def body() -> None:
-        time.sleep(delay)
-        action()
+    A loop with no timers that returns after ``acted_at`` was woken by the action: nothing else
+    could wake it, and the test's timeout bounds the wait if nothing does. (An upper bound on
+    the elapsed time instead failed on a loaded machine.)"""
 
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread
+    def __init__(self, delay: float, action: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self.delay = delay
+        self.action = action
+        self.acted_at: float | None = None
+        self.start()
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        self.acted_at = time.monotonic()
+        self.action()
 
 
-def timed_run(reactor: Reactor) -> float:
+def run_woken_by(reactor: Reactor, thread: Later) -> float:
+    """Run until the loop stops; assert that it stopped after ``thread`` acted. Returns the
+    time run() took."""
     start = time.monotonic()
     reactor.run()
-    return time.monotonic() - start
+    returned_at = time.monotonic()
+    thread.join(5.0)
+    assert thread.acted_at is not None and thread.acted_at <= returned_at
+    return returned_at - start
 
 
 # -- run and stop --------------------------------------------------------------------------------
@@ -98,10 +111,8 @@ def test_run_while_running_raises(reactor: Reactor) -> None:
 
 @pytest.mark.timeout(10)
 def test_stop_from_another_thread_wakes_a_loop_blocked_with_no_timers(reactor: Reactor) -> None:
-    thread = later(0.1, reactor.stop)
-    elapsed = timed_run(reactor)
-    thread.join(1.0)
-    assert 0.09 <= elapsed < 1.0
+    elapsed = run_woken_by(reactor, Later(0.1, reactor.stop))
+    assert elapsed >= 0.09  # it really waited for the stop
 
 
 @pytest.mark.timeout(10)
@@ -114,11 +125,8 @@ def test_call_soon_threadsafe_wakes_the_loop_and_runs_in_the_loop_thread(
         ran_in.append(threading.get_ident())
         reactor.stop()
 
-    thread = later(0.1, lambda: reactor.call_soon_threadsafe(in_loop))
-    elapsed = timed_run(reactor)
-    thread.join(1.0)
+    run_woken_by(reactor, Later(0.1, lambda: reactor.call_soon_threadsafe(in_loop)))
     assert ran_in == [threading.get_ident()]
-    assert elapsed < 1.0
 
 
 @pytest.mark.timeout(10)
@@ -272,20 +280,14 @@ def test_signal_handler_runs_promptly_while_blocked_in_run(
         reactor.stop()
 
     reactor.add_signal_handler(signal.SIGUSR1, on_usr1, "usr1")
-    thread = later(0.1, lambda: os.kill(os.getpid(), signal.SIGUSR1))
-    elapsed = timed_run(reactor)
-    thread.join(1.0)
+    run_woken_by(reactor, Later(0.1, lambda: os.kill(os.getpid(), signal.SIGUSR1)))
     assert got == [("usr1", threading.get_ident())]
-    assert elapsed < 1.0
 
 
 @pytest.mark.timeout(10)
 def test_stop_on_signals_makes_run_return(reactor: Reactor, restore_signals: None) -> None:
     reactor.stop_on_signals([signal.SIGUSR2])
-    thread = later(0.1, lambda: os.kill(os.getpid(), signal.SIGUSR2))
-    elapsed = timed_run(reactor)
-    thread.join(1.0)
-    assert elapsed < 1.0
+    run_woken_by(reactor, Later(0.1, lambda: os.kill(os.getpid(), signal.SIGUSR2)))
 
 
 def test_remove_signal_handler_restores_the_previous_handler(
