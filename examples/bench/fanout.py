@@ -35,7 +35,6 @@ until that member has it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import shutil
@@ -50,7 +49,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from examples.bench.cpus import CpuPlan, format_cpus
-from examples.bench.load import LOAD_BOUND_FRACTION, RUN_GRACE_SECONDS, RunResult
+from examples.bench.load import (
+    LOAD_BOUND_FRACTION, LoadOverran, RunResult, load_failure, load_window,
+)
 from examples.bench.measure import MIN_PRECISE_TICKS, CpuWindow, open_fds
 from examples.bench.report import rate, ratio, same_round_ratio, spread, summarise, table
 from examples.bench.servers import (
@@ -222,36 +223,15 @@ def measure_run(room: Room, load_prefix: Sequence[str], cpus: CpuPlan, members: 
     load_cpu = CpuWindow(load.pid, system=True)
     windows = [*user, *total, load_cpu]
     try:
-        time.sleep(warmup)
-        for window in windows:
-            window.start()
-        time.sleep(seconds)
-        for window in windows:
-            window.stop()
-        out, err = load.communicate(timeout=RUN_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        load.kill()
-        load.communicate()
-        result.error = f"the load did not finish within {RUN_GRACE_SECONDS:.0f} s of its window"
+        data, problems = load_window(load, windows, warmup, seconds)
+    except LoadOverran as exc:
+        result.error = str(exc)
         return result
-    except BaseException:
-        load.kill()
-        load.communicate()
-        raise
-    problems = err.decode("utf-8", "replace").strip()
-    lines = out.decode("utf-8", "replace").strip().splitlines()
-    try:
-        data = json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:
-        data = {}
-    if not data:
-        result.error = f"load printed no result (exit {load.returncode}): {problems[-300:]}"
-        return result
-    result.load_json = data
-    failures = int(data.get("errors", 0)) + int(data.get("mismatches", 0))
-    if load.returncode != 0 or failures or not data.get("rtts"):
-        result.error = (f"exit {load.returncode}, errors {data.get('errors')}, mismatches "
-                        f"{data.get('mismatches')}: {problems[-300:]}")
+    if data:
+        result.load_json = data
+    failure = load_failure(load.returncode, data, problems)
+    if failure is not None:
+        result.error = failure
         return result
     deliveries = float(data["rps"])
     result.rps = deliveries

@@ -188,6 +188,49 @@ def last_json(out: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class LoadOverran(Exception):
+    """The load client did not finish within ``RUN_GRACE_SECONDS`` of its window (it was
+    killed)."""
+
+
+def load_window(load: subprocess.Popen[bytes], windows: Sequence[CpuWindow], warmup: float,
+                seconds: float) -> tuple[dict[str, Any], str]:
+    """Sleep through ``load``'s warm-up, time ``windows`` over its measured ``seconds``, then
+    collect what it printed: its JSON result (``{}`` if none) and its stderr. A load still
+    running ``RUN_GRACE_SECONDS`` later is killed (``LoadOverran``), as it is on any exception
+    here, Ctrl-C included."""
+    try:
+        time.sleep(warmup)
+        for window in windows:
+            window.start()
+        time.sleep(seconds)
+        for window in windows:
+            window.stop()
+        out, err = load.communicate(timeout=RUN_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        load.communicate()
+        raise LoadOverran(f"the load did not finish within {RUN_GRACE_SECONDS:.0f} s of its "
+                          "window") from None
+    except BaseException:
+        load.kill()
+        load.communicate()
+        raise
+    return last_json(out), err.decode("utf-8", "replace").strip()
+
+
+def load_failure(returncode: int | None, data: dict[str, Any], problems: str) -> str | None:
+    """Why a finished load's run does not count, or ``None``: it printed no result, exited
+    non-zero, counted errors or mismatched bytes, or completed no round trip."""
+    if not data:
+        return f"load printed no result (exit {returncode}): {problems[-300:]}"
+    failures = int(data.get("errors", 0)) + int(data.get("mismatches", 0))
+    if returncode != 0 or failures or not data.get("rtts"):
+        return (f"exit {returncode}, errors {data.get('errors')}, mismatches "
+                f"{data.get('mismatches')}: {problems[-300:]}")
+    return None
+
+
 def measure_run(server: ServerProcess, cell: Cell, loads: LoadGenerators, cpus: CpuPlan,
                 warmup: float, seconds: float, round_number: int) -> RunResult:
     """Drive ``server`` with the cell's load; take the CPU windows after ``warmup``.
@@ -201,40 +244,23 @@ def measure_run(server: ServerProcess, cell: Cell, loads: LoadGenerators, cpus: 
     load_cpu = CpuWindow(load.pid, system=True)
     result = RunResult(server.spec.name, round_number, ok=False)
     try:
-        time.sleep(warmup)
-        server_cpu.start()
-        load_cpu.start()
-        time.sleep(seconds)
-        server_cpu.stop()
-        load_cpu.stop()
-        out, err = load.communicate(timeout=RUN_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        load.kill()
-        load.communicate()
-        result.error = f"the load did not finish within {RUN_GRACE_SECONDS:.0f} s of its window"
+        data, problems = load_window(load, [server_cpu, load_cpu], warmup, seconds)
+    except LoadOverran as exc:
+        result.error = str(exc)
         return result
-    except BaseException:
-        load.kill()
-        load.communicate()
-        raise
-    data = last_json(out)
-    problems = err.decode("utf-8", "replace").strip()
-    if not data:
-        result.error = f"load printed no result (exit {load.returncode}): {problems[-300:]}"
-        return result
-    result.load_json = data
-    result.rps = float(data["rps"])
-    result.mbps = float(data["mbps"])
-    result.p50_ms = float(data["p50_ms"])
-    result.p99_ms = float(data["p99_ms"])
-    result.user_us_per_rt = server_cpu.us_per(result.rps)
-    result.server_user_pct = round(server_cpu.fraction * 100, 1)
-    result.server_user_ticks = server_cpu.ticks
-    result.load_cpu_pct = round(load_cpu.fraction * 100, 1)
-    failures = int(data.get("errors", 0)) + int(data.get("mismatches", 0))
-    if load.returncode != 0 or failures or not data.get("rtts"):
-        result.error = (f"exit {load.returncode}, errors {data.get('errors')}, mismatches "
-                        f"{data.get('mismatches')}: {problems[-300:]}")
+    failure = load_failure(load.returncode, data, problems)
+    if data:
+        result.load_json = data
+        result.rps = float(data["rps"])
+        result.mbps = float(data["mbps"])
+        result.p50_ms = float(data["p50_ms"])
+        result.p99_ms = float(data["p99_ms"])
+        result.user_us_per_rt = server_cpu.us_per(result.rps)
+        result.server_user_pct = round(server_cpu.fraction * 100, 1)
+        result.server_user_ticks = server_cpu.ticks
+        result.load_cpu_pct = round(load_cpu.fraction * 100, 1)
+    if failure is not None:
+        result.error = failure
         return result
     result.ok = True
     return result
