@@ -2,7 +2,8 @@
  * chat_load.c - a closed-loop load client for the line chat room (protocols/chat.py's
  * contract), cheap enough per delivery that the server, not the client, is the limit.
  *
- * Built by examples/bench/load.py (build_load) into the bench's build cache.
+ * Built by examples/bench/load.py (build_load) into the bench's build cache; it includes
+ * loadkit.h, which it shares with echo_load.c, from this folder.
  *
  *   chat_load --port P [--other-ports P2,...] [--host H] [--conns N] [--size BYTES]
  *             [--pipeline K] [--seconds T] [--warmup W]
@@ -28,21 +29,18 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "loadkit.h"
 
 #define PATBASE 65521u            /* prime: distinct line offsets, as in chatload.py */
 #define RBUF_SIZE (1u << 20)
@@ -96,19 +94,6 @@ static uint64_t t_open, t_close;  /* the measured window */
 static uint64_t deliveries, lines_done, setup_notices, late_joins;
 static uint64_t errors, mismatches;
 static lats_t delivery_lat, line_lat, remote_lat;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
 
 static void lat_add(lats_t *l, uint64_t value) {
     if (l->n == l->cap) {
@@ -333,20 +318,6 @@ static int everyone_welcomed(void) {
     return 1;
 }
 
-static double parse_double(const char *s, const char *name) {
-    char *end;
-    double v = strtod(s, &end);
-    if (*s == 0 || *end != 0 || v < 0) { fprintf(stderr, "bad %s: %s\n", name, s); exit(2); }
-    return v;
-}
-
-static long parse_long(const char *s, const char *name, long lo) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end != 0 || v < lo) { fprintf(stderr, "bad %s: %s\n", name, s); exit(2); }
-    return v;
-}
-
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s --port P [--other-ports P2,...] [--host H] [--conns N]\n"
                     "          [--size BYTES] [--pipeline K] [--seconds T] [--warmup W]\n", argv0);
@@ -422,14 +393,10 @@ int main(int argc, char **argv) {
             return 2;
         }
         freeaddrinfo(ai);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         m->fd = fd;
         m->alive = 1;
         alive_members++;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = m};
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) { perror("epoll_ctl"); return 2; }
+        if (watch_socket(epfd, fd, m) < 0) { perror("epoll_ctl"); return 2; }
     }
 
     int maxev = opt_conns < 1024 ? opt_conns : 1024;

@@ -2,11 +2,11 @@
 
 Owns the choice of load generator and the build of the C clients in this folder (``echo_load``,
 and ``chat_load`` for the fan-out command), each compiled with the system compiler into a cache
-directory outside the repository (never into it) and named by a hash of its source, so an edited
-source is rebuilt and an unchanged one is not. Without a compiler the pure-Python ``pyload``
-takes its place, with lower fidelity, and the harness says so. In the throughput matrix the chat
-server is driven by ``chatload`` (Python): echo_load has no mode in which one connection's
-message comes back on the others.
+directory outside the repository (never into it) and named by a hash of its source and of the
+``loadkit.h`` both include, so an edited source or header is rebuilt and an unchanged one is
+not. Without a compiler the pure-Python ``pyload`` takes its place, with lower fidelity, and the
+harness says so. In the throughput matrix the chat server is driven by ``chatload`` (Python):
+echo_load has no mode in which one connection's message comes back on the others.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from examples.bench.servers import REPO_ROOT, ServerProcess
 
 SOURCE = Path(__file__).with_name("echo_load.c")
 CHAT_SOURCE = Path(__file__).with_name("chat_load.c")
+#: The header both C clients include (``#include "loadkit.h"``, found beside the source).
+KIT = Path(__file__).with_name("loadkit.h")
 #: How the echo_load modes match our servers: echo gets bytes back, the uppercase server lines.
 MODES = {"echo": "echo", "line": "line-upper"}
 #: A run's load may take this long beyond warm-up + window (connecting 100 clients, exiting).
@@ -71,7 +73,8 @@ def build_load(source: Path) -> tuple[Path | None, str]:
                     None)
     if compiler is None:
         return None, "no C compiler (cc, gcc, clang) found"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    # the header is part of what gets compiled: an edit to it alone must not reuse a stale binary
+    digest = hashlib.sha256(source.read_bytes() + KIT.read_bytes()).hexdigest()[:12]
     directory = cache_dir()
     binary = directory / f"{name}-{digest}"
     if binary.exists():
