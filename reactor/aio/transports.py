@@ -24,7 +24,7 @@ from asyncio import constants, transports, trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reactor.connection import Connection, ConnectionState
+from reactor.connection import MAX_READ_BYTES, Connection, ConnectionState
 from reactor.datagram import DatagramTransport
 from reactor.protocol import DatagramProtocol, Protocol
 
@@ -39,12 +39,35 @@ class AsyncioConnection(Connection):
     """A ``Connection`` that closes the way asyncio's transports do: no lingering wait for the
     peer's FIN once our queue is flushed, and ``abort()`` as a plain close, not RST."""
 
-    __slots__ = ("on_drained",)
+    __slots__ = ("on_drained", "_app")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Called once each time the send buffer empties (sendfile waits for it).
         self.on_drained: Callable[[], None] | None = None
+        #: The asyncio transport on top, which hands each read's bytes to its protocol.
+        self._app: SocketTransport | None = None
+
+    def _on_readable(self) -> None:
+        """``Connection._on_readable`` for an asyncio protocol, which takes every byte of every
+        read: the bytes go from ``recv()`` to ``SocketTransport._deliver`` without passing
+        through the receive buffer, the bridge's ``data_received`` and ``ByteBuffer.take()``.
+        Measured under callgrind, Protocol echo 1 KiB, 1 connection: 25.2k -> 22.4k
+        instructions per round trip."""
+        if self._tracer is not None:
+            super()._on_readable()  # whose trace shows the bytes in the receive buffer
+            return
+        try:
+            data = self._recv(MAX_READ_BYTES)
+        except OSError as exc:
+            self._io_failed(exc, "recv")
+            return
+        if not data:
+            self._on_eof()
+            return
+        self.reads += 1
+        self.bytes_received += len(data)
+        self._app._deliver(data)  # type: ignore[union-attr]  # set before reading starts
 
     def _send_buffer_drained(self) -> None:
         super()._send_buffer_drained()
@@ -186,8 +209,11 @@ class SocketTransport(transports._FlowControlMixin):
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # asyncio's transports set TCP_NODELAY too: small writes go out at once.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._connection = kind(loop._reactor, sock, _Bridge(self), self._extra["peername"])  # type: ignore[arg-type]
-        self._connection._start()
+        connection = kind(loop._reactor, sock, _Bridge(self), self._extra["peername"])  # type: ignore[arg-type]
+        if isinstance(connection, AsyncioConnection):
+            connection._app = self
+        self._connection = connection
+        connection._start()
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
