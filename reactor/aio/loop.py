@@ -253,7 +253,7 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         if timer._source_traceback:  # type: ignore[attr-defined]
             del timer._source_traceback[-1]  # type: ignore[attr-defined]
         timer._scheduled = True  # type: ignore[attr-defined]
-        self._timers[id(timer)] = self._reactor.call_at(when, self._run_timer, timer)
+        self._timers[id(timer)] = self._reactor.call_at(when, self._timer_due, timer)
         return timer
 
     def _timer_handle_cancelled(self, handle: events.TimerHandle) -> None:
@@ -261,10 +261,18 @@ class ReactorEventLoop(base_events.BaseEventLoop):
         if timer is not None:
             timer.cancel()
 
-    def _run_timer(self, handle: events.TimerHandle) -> None:
+    def _timer_due(self, handle: events.TimerHandle) -> None:
+        """Our timer for ``handle`` is due: queue the handle behind the callbacks already
+        waiting, as asyncio's loop moves a due timer to the end of its ready queue.
+
+        Run here, at the end of the pass that noticed it, it would overtake the callbacks
+        scheduled earlier in that pass, which asyncio never does: a task created just before
+        ``wait_for(task, timeout=0.0001)`` would be cancelled before it ever started when the
+        machine is slow enough for the timeout to come due in that same pass (CPython's
+        test_waitfor caught it under load)."""
         self._timers.pop(id(handle), None)
         handle._scheduled = False  # type: ignore[attr-defined]
-        self._run_handle(handle)
+        self._schedule(handle)
 
     @staticmethod
     def _run_handle(handle: events.Handle) -> None:
