@@ -4,9 +4,11 @@ between them that turns the reactor's callbacks into asyncio's.
 
 Three differences are bridged here, each on purpose (docs/design.md, "The asyncio layer"):
 
-* The reactor hands ``data_received`` its receive *buffer*; asyncio protocols get ``bytes``. The
-  bridge takes the whole buffer each time (so the unconsumed-input limit never applies), and
-  feeds a ``BufferedProtocol`` through its own ``get_buffer``/``buffer_updated``.
+* The reactor hands ``data_received`` its receive *buffer*; asyncio protocols get ``bytes``.
+  ``AsyncioConnection`` hands the bytes of each ``recv()`` straight to the transport (the bridge
+  takes the whole buffer on the reactor's own path: traced, or ``reactor_close=True``), so the
+  unconsumed-input limit never applies; a ``BufferedProtocol`` is fed through its own
+  ``get_buffer``/``buffer_updated``.
 * The reactor's ``pause_writing`` also stops reading the peer (back-pressure by default);
   asyncio's is only a notification, so the bridge forwards it and reads on.
 * The reactor's ``close()`` lingers up to 2 s for the peer's FIN, and its ``abort()`` sends RST.
