@@ -4,9 +4,11 @@ between them that turns the reactor's callbacks into asyncio's.
 
 Three differences are bridged here, each on purpose (docs/design.md, "The asyncio layer"):
 
-* The reactor hands ``data_received`` its receive *buffer*; asyncio protocols get ``bytes``. The
-  bridge takes the whole buffer each time (so the unconsumed-input limit never applies), and
-  feeds a ``BufferedProtocol`` through its own ``get_buffer``/``buffer_updated``.
+* The reactor hands ``data_received`` its receive *buffer*; asyncio protocols get ``bytes``.
+  ``AsyncioConnection`` hands the bytes of each ``recv()`` straight to the transport (the bridge
+  takes the whole buffer on the reactor's own path: traced, or ``reactor_close=True``), so the
+  unconsumed-input limit never applies; a ``BufferedProtocol`` is fed through its own
+  ``get_buffer``/``buffer_updated``.
 * The reactor's ``pause_writing`` also stops reading the peer (back-pressure by default);
   asyncio's is only a notification, so the bridge forwards it and reads on.
 * The reactor's ``close()`` lingers up to 2 s for the peer's FIN, and its ``abort()`` sends RST.
@@ -24,12 +26,15 @@ from asyncio import constants, transports, trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reactor.connection import Connection, ConnectionState
+from reactor.connection import MAX_READ_BYTES, Connection, ConnectionState
 from reactor.datagram import DatagramTransport
+from reactor.errors import ErrorKind, classify
 from reactor.protocol import DatagramProtocol, Protocol
 
 if TYPE_CHECKING:
     from reactor.aio.loop import ReactorEventLoop
+
+CLOSING = ConnectionState.CLOSING
 
 #: asyncio's Server counts its transports; from 3.13 it also keeps them (close_clients()).
 ATTACH_TAKES_TRANSPORT = sys.version_info >= (3, 13)
@@ -39,12 +44,35 @@ class AsyncioConnection(Connection):
     """A ``Connection`` that closes the way asyncio's transports do: no lingering wait for the
     peer's FIN once our queue is flushed, and ``abort()`` as a plain close, not RST."""
 
-    __slots__ = ("on_drained",)
+    __slots__ = ("on_drained", "_app")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Called once each time the send buffer empties (sendfile waits for it).
         self.on_drained: Callable[[], None] | None = None
+        #: The asyncio transport on top, which hands each read's bytes to its protocol.
+        self._app: SocketTransport | None = None
+
+    def _on_readable(self) -> None:
+        """``Connection._on_readable`` for an asyncio protocol, which takes every byte of every
+        read: the bytes go from ``recv()`` to ``SocketTransport._deliver`` without passing
+        through the receive buffer, the bridge's ``data_received`` and ``ByteBuffer.take()``.
+        Measured under callgrind, Protocol echo 1 KiB, 1 connection: 25.2k -> 22.4k
+        instructions per round trip."""
+        if self._tracer is not None:
+            super()._on_readable()  # whose trace shows the bytes in the receive buffer
+            return
+        try:
+            data = self._io.recv(MAX_READ_BYTES)
+        except OSError as exc:
+            self._io_failed(exc, "recv")
+            return
+        if not data:
+            self._on_eof()
+            return
+        self.reads += 1
+        self.bytes_received += len(data)
+        self._app._deliver(data)  # type: ignore[union-attr]  # set before reading starts
 
     def _send_buffer_drained(self) -> None:
         super()._send_buffer_drained()
@@ -186,8 +214,11 @@ class SocketTransport(transports._FlowControlMixin):
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # asyncio's transports set TCP_NODELAY too: small writes go out at once.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._connection = kind(loop._reactor, sock, _Bridge(self), self._extra["peername"])  # type: ignore[arg-type]
-        self._connection._start()
+        connection = kind(loop._reactor, sock, _Bridge(self), self._extra["peername"])  # type: ignore[arg-type]
+        if isinstance(connection, AsyncioConnection):
+            connection._app = self
+        self._connection = connection
+        connection._start()
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -302,6 +333,27 @@ class SocketTransport(transports._FlowControlMixin):
     # -- asyncio.Transport -----------------------------------------------------------------------
 
     def write(self, data: Any) -> None:
+        connection = self._connection
+        if (type(data) is bytes and data and not connection._write_closed
+                and not connection.send_buffer._length and self._empty_waiter is None):
+            # As asyncio's selector transport does: nothing queued, so try send() at once, here
+            # rather than two calls down in Connection.write. Measured under callgrind, Protocol
+            # echo 1 KiB, 1 connection: 22.4k -> 19.7k instructions per round trip.
+            try:
+                sent = connection._io.send(data)
+            except OSError as exc:
+                if classify(exc) is not ErrorKind.WOULD_BLOCK:
+                    connection._io_failed(exc, "send")
+                    return
+                sent = -1
+            if sent == len(data):
+                connection.writes += 1
+                connection.bytes_sent += sent
+                if connection._tracer is not None:
+                    connection._trace_send(sent, sent)
+            else:
+                _queue_unsent(connection, data, sent)
+            return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -330,7 +382,11 @@ class SocketTransport(transports._FlowControlMixin):
         self._connection.abort()
 
     def is_closing(self) -> bool:
-        return self._closing or self._connection.is_closing()
+        # Connection.is_closing's test, inline: StreamWriter.drain() asks on every write.
+        # Measured under callgrind, streams echo 1 KiB, 1 connection: 52.9k -> 51.7k
+        # instructions per round trip.
+        connection = self._connection
+        return self._closing or connection._state is CLOSING or connection._closed
 
     def pause_reading(self) -> None:
         self._paused_by_app = True
@@ -362,6 +418,20 @@ class SocketTransport(transports._FlowControlMixin):
 
     def get_protocol(self) -> Any:
         return self._protocol
+
+
+def _queue_unsent(connection: Connection, data: bytes, sent: int) -> None:
+    """What ``Connection.write`` does after a ``send()`` that took only ``sent`` bytes of
+    ``data`` (-1: EAGAIN, none): queue the rest, wait for writability, mind the watermark."""
+    buffer = connection.send_buffer
+    buffer.append_unsent(data, max(sent, 0))
+    connection._send_fell_short(sent, len(data))
+    connection._start_writing()
+    size = buffer._length
+    if size > connection.peak_send_buffer:
+        connection.peak_send_buffer = size
+    if not connection._write_paused and size > connection._high_water:
+        connection._pause_protocol_writing()
 
 
 def _feed_buffered(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
