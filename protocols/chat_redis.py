@@ -293,9 +293,12 @@ class RedisBus(RoomBus):
         self._update_link()
 
     def _can_ask(self) -> bool:
-        """Commands reach Redis, and it holds our names: claims and questions can be asked
-        (the subscribed link matters only for hearing the others)."""
-        return self._synced and self.commands.is_ready()
+        """The room is linked: claims and questions go to Redis. While members here have been
+        told it is cut off, the server acts cut off, whichever link dropped first: names are
+        checked among its own members and SYNC settles them once the link is back. (Asking
+        while only the subscribed link was known down raced with the commands link's own
+        close: a member told "cut off" could get "cut off; try again" for its /nick.)"""
+        return self.linked
 
     def _sync_failed(self, exc: Exception) -> None:
         self._syncing = False
