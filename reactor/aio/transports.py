@@ -352,7 +352,7 @@ class SocketTransport(transports._FlowControlMixin):
                 if connection._tracer is not None:
                     connection._trace_send(sent, sent)
             else:
-                _queue_unsent(connection, data, sent)
+                connection._queue_unsent(data, sent)
             return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
@@ -418,20 +418,6 @@ class SocketTransport(transports._FlowControlMixin):
 
     def get_protocol(self) -> Any:
         return self._protocol
-
-
-def _queue_unsent(connection: Connection, data: bytes, sent: int) -> None:
-    """What ``Connection.write`` does after a ``send()`` that took only ``sent`` bytes of
-    ``data`` (-1: EAGAIN, none): queue the rest, wait for writability, mind the watermark."""
-    buffer = connection.send_buffer
-    buffer.append_unsent(data, max(sent, 0))
-    connection._send_fell_short(sent, len(data))
-    connection._start_writing()
-    size = buffer._length
-    if size > connection.peak_send_buffer:
-        connection.peak_send_buffer = size
-    if not connection._write_paused and size > connection._high_water:
-        connection._pause_protocol_writing()
 
 
 def _feed_buffered(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
