@@ -170,9 +170,9 @@ class ByteBuffer:
             size = self._length
         if size <= 0:
             return b""
-        first = self._chunks[0]
+        first = chunks[0]
         if len(first) == size:
-            if size == self._length:  # the common case: one chunk in, that chunk out
+            if size == self._length:  # asked for exactly the one chunk held
                 self._chunks = NO_CHUNKS
                 self._length = 0
             else:
