@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from reactor.address import SocketAddress, format_address
 from reactor.buffer import ByteBuffer
 from reactor.errors import ErrorKind, classify, describe, report_callback_error
+from reactor.poller import EVENT_READ
 from reactor.protocol import require_transport_kept
 from reactor.transport import BaseTransport
 
@@ -260,7 +261,7 @@ class Connection(BaseTransport):
     def _start(self) -> None:
         """Called by the listener or connector once the socket is connected."""
         self._set_state(S.OPEN)
-        self._reactor.transports.add(self)
+        self._reactor._add_transport(self)
         if self._tracer is not None:
             self._trace("connection_made")
         try:
@@ -381,12 +382,12 @@ class Connection(BaseTransport):
     def _start_reading(self) -> None:
         if not self._reading:
             self._reading = True
-            self._poller.set_reader(self._fd, self._on_readable)
+            self._poller.watch(self._fd, self, self._poll_mask | EVENT_READ)
 
     def _stop_reading(self) -> None:
         if self._reading:
             self._reading = False
-            self._poller.remove_reader(self._fd)
+            self._poller.watch(self._fd, self, self._poll_mask & ~EVENT_READ)
 
     # -- the write path ------------------------------------------------------------------------
 
@@ -614,7 +615,7 @@ class Connection(BaseTransport):
         # SIGINT landing between close() and call_soon() counted this connection as open).
         self._reactor.call_soon(self._call_connection_lost, exc)
         self._sock.close()
-        self._reactor.transports.discard(self)
+        self._reactor._forget_transport(self)
         if self._tracer is not None:
             self._trace("close", meaning="socket closed; connection_lost follows on the next pass")
         self.recv_buffer.clear()

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import SocketAddress, bind_socket, format_address, strip_brackets
 from reactor.errors import ErrorKind, classify, describe, report_callback_error
+from reactor.poller import EVENT_READ
 from reactor.protocol import DatagramProtocol, require_transport_kept
 from reactor.transport import BaseTransport
 
@@ -221,7 +222,7 @@ class DatagramTransport(BaseTransport):
         return transport
 
     def _start(self) -> None:
-        self._reactor.transports.add(self)
+        self._reactor._add_transport(self)
         if self._tracer is not None:
             self._trace("open", local=format_address(self._local_address),
                         peer=self.peer_name or "none")
@@ -231,7 +232,7 @@ class DatagramTransport(BaseTransport):
         except Exception as exc:
             self._protocol_failed(exc, "connection_made")
         if not self._closing:
-            self._poller.set_reader(self._fd, self._on_readable)
+            self._poller.watch(self._fd, self, self._poll_mask | EVENT_READ)
 
     # -- what users can look at ----------------------------------------------------------------
 
@@ -437,7 +438,7 @@ class DatagramTransport(BaseTransport):
             return
         self._set_state(DatagramState.CLOSING)
         self._closing = True
-        self._poller.remove_reader(self._fd)
+        self._poller.watch(self._fd, self, self._poll_mask & ~EVENT_READ)
         if not self._queue:
             self._teardown(None)
 
@@ -458,7 +459,7 @@ class DatagramTransport(BaseTransport):
         self._poller.remove(self._fd)  # before close(): see poller.py
         self._reactor.call_soon(self._call_connection_lost, exc)  # first, as Connection does
         self._sock.close()
-        self._reactor.transports.discard(self)
+        self._reactor._forget_transport(self)
         if self._queue and self._tracer is not None:
             self._trace("drop", datagrams=len(self._queue), meaning="closed with a queue")
         self._queue.clear()

@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import KeysView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -104,9 +105,10 @@ class Listener:
         self.max_connections = options.max_connections
         self.reject_message = options.reject_message
         self.address: SocketAddress = sock.getsockname()
-        self.connections: set[Connection] = set()
-        #: Connections over the limit, being told so: they do not count against the limit.
-        self.rejected: set[Connection] = set()
+        # Dicts used as ordered sets: a dict's compact entries cost 29 bytes each against a
+        # set's 52 (tracemalloc, 10,000 entries). ``connections`` and ``rejected`` show their keys.
+        self._connections: dict[Connection, None] = {}
+        self._rejected: dict[Connection, None] = {}
         #: Called each time the last of ``connections`` is gone, after its ``connection_lost``
         #: (a TLS connection whose handshake failed counts too: it never reached its protocol,
         #: but it held a descriptor). The example servers' graceful shutdown waits on it.
@@ -114,7 +116,7 @@ class Listener:
         # Each connection's ``on_closed``, made once and shared: a bound method per connection
         # cost 72 bytes each (tracemalloc, 10,000 idle connections).
         self._forget_connection = self._connection_closed
-        self._forget_rejected = self.rejected.discard
+        self._forget_rejected = self._rejected_closed
         self._closed = False
         self._retry_timer: Timer | None = None
         self._accept_failing = False  # logged once per episode, not on every retry
@@ -168,6 +170,16 @@ class Listener:
         return listener
 
     @property
+    def connections(self) -> KeysView[Connection]:
+        """The open connections accepted here: a live, set-like view."""
+        return self._connections.keys()
+
+    @property
+    def rejected(self) -> KeysView[Connection]:
+        """Connections over the limit, being told so: they do not count against the limit."""
+        return self._rejected.keys()
+
+    @property
     def name(self) -> str:
         """The bound address as ``HOST:PORT``; with port 0, the port the kernel chose."""
         return format_address(self.address)
@@ -206,14 +218,15 @@ class Listener:
             peer_address = (sys.intern(peer_address[0]), *peer_address[1:])
         sock.setblocking(False)
         set_nodelay(sock)
-        full = self.max_connections is not None and len(self.connections) >= self.max_connections
+        full = (self.max_connections is not None
+                and len(self._connections) >= self.max_connections)
         try:
             protocol = RejectProtocol(self.reject_message) if full else self._protocol_factory()
         except Exception as exc:
             report_callback_error(exc, f"protocol factory of {self!r}")
             sock.close()
             return
-        group = self.rejected if full else self.connections
+        group = self._rejected if full else self._connections
         on_closed = self._forget_rejected if full else self._forget_connection
         if full:
             count = len(self.connections)
@@ -224,16 +237,19 @@ class Listener:
                                     on_closed=on_closed)
         else:
             connection = self._tls_connection(sock, protocol, peer_address, on_closed)
-        group.add(connection)
+        group[connection] = None
         if self._reactor.tracer is not None:
             self._reactor.tracer.event(self, "accept", fd=sock.fileno(),
                                        peer=format_address(peer_address))
         connection._start()
 
     def _connection_closed(self, connection: Connection) -> None:
-        self.connections.discard(connection)
-        if not self.connections and self.when_empty is not None:
+        self._connections.pop(connection, None)
+        if not self._connections and self.when_empty is not None:
             self.when_empty()
+
+    def _rejected_closed(self, connection: Connection) -> None:
+        self._rejected.pop(connection, None)
 
     def _tls_connection(self, sock: socket.socket, protocol: Protocol,
                         peer_address: SocketAddress,

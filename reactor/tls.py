@@ -254,7 +254,7 @@ class TLSConnection(Connection):
     def _start(self) -> None:
         """The socket is connected: shake hands before the protocol hears of it."""
         self._set_state(S.HANDSHAKING)
-        self._reactor.transports.add(self)
+        self._reactor._add_transport(self)
         self._begin_handshake()
 
     def _begin_handshake(self) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from reactor.poller import EVENT_WRITE
+
 if TYPE_CHECKING:
     from reactor.loop import Reactor
     from reactor.poller import Poller
@@ -43,9 +45,10 @@ def resolve_write_limits(high: int | None, low: int | None) -> tuple[int, int]:
 class BaseTransport:
     """Writer registration and flow control for one socket; subclasses supply the queue."""
 
+    # ``_poll_mask`` is the poller's (``reactor/poller.py``): a transport is its fd's watcher.
     __slots__ = ("_reactor", "_poller", "_fd", "_protocol", "_tracer", "_closed", "_writing",
                  "_write_paused", "_high_water", "_low_water", "pauses", "paused_seconds",
-                 "_paused_at")
+                 "_paused_at", "_poll_mask")
 
     _reactor: Reactor
     _poller: Poller
@@ -54,6 +57,7 @@ class BaseTransport:
     _tracer: Tracer | None
 
     def _init_flow_control(self) -> None:
+        self._poll_mask = 0
         self._closed = False
         self._writing = False
         self._write_paused = False
@@ -128,14 +132,17 @@ class BaseTransport:
     def _start_writing(self) -> None:
         if not self._writing:
             self._writing = True
-            self._poller.set_writer(self._fd, self._on_writable)
+            self._poller.watch(self._fd, self, self._poll_mask | EVENT_WRITE)
 
     def _stop_writing(self) -> None:
         if self._writing:
             self._writing = False
-            self._poller.remove_writer(self._fd)
+            self._poller.watch(self._fd, self, self._poll_mask & ~EVENT_WRITE)
 
     def is_closing(self) -> bool:
+        raise NotImplementedError
+
+    def _on_readable(self) -> None:
         raise NotImplementedError
 
     def _on_writable(self) -> None:
