@@ -70,7 +70,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, Callable
 
 from reactor.address import SocketAddress
-from reactor.buffer import ByteBuffer
+from reactor.buffer import EMPTY_BUFFER, ByteBuffer
 from reactor.connection import (
     MAX_READ_BYTES, READING_STATES, SENDMSG_MAX_CHUNKS, TLS_HANDSHAKE_TIMEOUT_SECONDS, Connection,
     ConnectionState,
@@ -244,7 +244,7 @@ class TLSConnection(Connection):
 
     def get_write_buffer_size(self) -> int:
         """Plaintext queued plus ciphertext the kernel has not taken: what the watermarks see."""
-        return len(self.send_buffer) + len(self._tls.pending)
+        return self._send_buffer._length + len(self._tls.pending)
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "tls": self._tls.stats()}
@@ -342,7 +342,7 @@ class TLSConnection(Connection):
             self._set_state(S.OPEN)
             if not self._reading_paused:
                 self._start_reading()
-            if self.send_buffer or tls.pending:
+            if self._send_buffer._length or tls.pending:
                 self._start_writing()
             try:
                 self._protocol.handshake_completed()
@@ -565,7 +565,7 @@ class TLSConnection(Connection):
             return
         if not self._flush_or_fail():
             return
-        if self.send_buffer:
+        if self._send_buffer._length:
             super()._on_writable()
         else:
             self._send_buffer_drained()
@@ -656,7 +656,7 @@ class TLSConnection(Connection):
             if self._tracer is not None:
                 self._trace("tls error", error=describe_tls_error(exc))
             log.warning("%s: TLS error, closing: %s", self.peer_name, describe_tls_error(exc))
-            self.send_buffer.clear()  # nothing more of ours is worth sending on a broken stream
+            self._send_buffer.clear()  # nothing more of ours is worth sending on a broken stream
             self._send_alert_and_close(exc)
             return
         super()._io_failed(exc, syscall)
@@ -681,15 +681,15 @@ def start_tls(
     session = TLSSession(context, server_side=server_side, server_hostname=server_hostname,
                          handshake_timeout=handshake_timeout)
     session.protocol_told = True
-    # The poller holds bound methods of the plain class: unregister before the class changes.
+    # Nothing is watched while the class changes: the handshake registers what it needs.
     connection._stop_reading()
     connection._stop_writing()
     connection.__class__ = TLSConnection
     assert isinstance(connection, TLSConnection)
     connection._attach(session)
-    session.pending, connection.send_buffer = connection.send_buffer, ByteBuffer()
-    for chunk in connection.recv_buffer.head_chunks(connection.recv_buffer.chunk_count()):
+    session.pending, connection._send_buffer = connection.send_buffer, EMPTY_BUFFER
+    for chunk in connection._recv_buffer.head_chunks(connection._recv_buffer.chunk_count()):
         session.incoming.write(chunk)
-    connection.recv_buffer.clear()
+    connection._recv_buffer.clear()
     connection._set_state(S.HANDSHAKING)
     connection._begin_handshake()
