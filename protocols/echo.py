@@ -16,6 +16,10 @@ from reactor.protocol import Protocol
 class EchoProtocol(Protocol):
     """Writes back whatever arrives; closes after echoing everything once the peer sends FIN."""
 
+    # No attributes beyond the base class's ``transport`` slot: no ``__dict__`` per connection
+    # (40 bytes, ``reactor/protocol.py``).
+    __slots__ = ()
+
     def data_received(self, buffer: ByteBuffer) -> None:
         self.transport.write(buffer.take())
 

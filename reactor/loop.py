@@ -152,7 +152,9 @@ class Reactor:
         creating it, and failed on a loaded machine when the timeout ran first).
         """
         ready = self._ready
-        ready_at_start = len(ready)
+        # ``len()`` only when something is queued (a pass of pure I/O usually has nothing): the
+        # deque's truth test costs no call.
+        ready_at_start = len(ready) if ready else 0
         if ready_at_start and self._callbacks_before_io:
             if self.tracer is not None:
                 introspect.trace_pass_begins_with_callbacks(self, self.tracer)
