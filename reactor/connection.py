@@ -66,10 +66,17 @@ log = logging.getLogger("reactor.connection")
 
 #: One ``recv()`` asks for at most this much: a 100 KiB message is one read and one send, not
 #: two of each. Measured with examples.bench (server user CPU per round trip vs asyncio, 10
-#: connections, without MALLOC_TOP_PAD_): 64 KiB gave 0.75x at 1 KiB but 1.20x at 100 KiB;
-#: 256 KiB gives 0.78x and 0.90x. (recv_into a reused buffer plus a copy out was worse: 0.87x
-#: and 1.68x. A read size adapting between the two flip-flopped and was worse too.)
-MAX_READ_BYTES = 256 * 1024
+#: connections, without MALLOC_TOP_PAD_): 64 KiB gave 0.75x at 1 KiB but 1.20x at 100 KiB.
+#: (recv_into a reused buffer plus a copy out was worse: 0.87x and 1.68x. A read size adapting
+#: between the two flip-flopped and was worse too.) Why just under 128 KiB: ``recv(n)`` first
+#: allocates an n-byte ``bytes``, then shrinks it to what arrived. glibc serves an allocation of
+#: 128 KiB or more (its mmap threshold) with ``mmap`` whenever the heap's free top is smaller,
+#: and the shrink and the free then cost ``mremap`` and ``munmap``: three syscalls more per
+#: read. 256 KiB reads did that on every request once the heap's history left the top short
+#: (strace: 10,000 connections at one 1 KiB request a second each, ``bench many``, went from
+#: 34 % to 74 % of a core, nearly all of it system time); this size never crosses the threshold
+#: (the object's 33-byte header and malloc's 16 included), and measured 34 % again.
+MAX_READ_BYTES = 128 * 1024 - 64
 #: Unconsumed input beyond this closes the connection: the one bound on what a peer can make
 #: us hold that the protocol did not take.
 MAX_UNCONSUMED_INPUT_BYTES = 1024 * 1024
