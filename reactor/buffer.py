@@ -17,7 +17,9 @@ chunk boundaries::
     ^ take()/consume() remove from here
 
 Invariant: ``_length == sum(len(chunk) for chunk in _chunks)``, no chunk is empty, and an empty
-buffer holds the shared ``NO_CHUNKS`` tuple. One place outside this class fills ``_chunks`` and
+buffer holds the shared ``NO_CHUNKS`` tuple. (One step further, a connection that has neither
+received nor queued anything holds no buffer of its own at all but ``EMPTY_BUFFER``, at the
+end of this module.) One place outside this class fills ``_chunks`` and
 ``_length`` directly and keeps the invariant by hand: ``Connection._on_readable``, where a
 ``recv()`` into an empty receive buffer becomes its one chunk, saving an ``append()`` call on
 every read, the hottest line of the reactor. ``reactor/connection.py`` also *reads* ``_length``
@@ -28,8 +30,8 @@ on its per-event paths, for the same reason (a Python-level ``__len__`` is a fun
 copying; the send path hands those views straight to ``sendmsg()``.
 
 Why a list and not a ``deque``: an empty deque is 760 bytes, and every connection has two
-buffers, almost always empty: two deques alone would be as much as a whole idle connection costs
-today (1,533 B measured with 10,000 open, docs/design.md). An empty buffer holds no container at
+buffers, almost always empty: two deques alone would be twice what a whole idle connection costs
+today (760 B measured with 10,000 open, docs/design.md). An empty buffer holds no container at
 all, only a shared empty tuple; the first append makes a list. Taking the
 head chunk off a list moves the other pointers (``del chunks[0]``), which costs nothing at the
 handful of chunks a buffer holds; merging (below) keeps that number small.
