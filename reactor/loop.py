@@ -57,9 +57,6 @@ log = logging.getLogger("reactor")
 ProtocolFactory = Callable[[], Any]
 
 
-#: What a pass with no timer due runs: nothing, without building an empty list.
-NOTHING_DUE: tuple[Timer, ...] = ()
-
 class Reactor:
     """A single-threaded event loop over ``selectors``.
 
@@ -177,23 +174,35 @@ class Reactor:
             introspect.trace_pass_start(self, tracer, wait, timeout)
             poller.poll(wait, observe=introspect.tracing_observer(self, tracer))
         # The timers due by the time the poll woke: its clock reading, not a new one (see
-        # TimerQueue.earliest for what these lines save).
-        now = poller.woke_at
-        due = timers.pop_due(now) if timers.earliest <= now else NOTHING_DUE
-        if due and self._callbacks_before_io:
-            ready.extend(due)  # run, and traced, at the start of the next pass (no wait)
-            due = NOTHING_DUE
-        if tracer is not None and due:
-            introspect.trace_callbacks(self, tracer, due)
+        # TimerQueue.earliest for what this test saves). The usual pass has none due and only
+        # runs the callbacks that were ready when it began; the rest of step 4 is a method
+        # of its own, so this pass does not test an empty ``due`` three times and iterate it
+        # (callgrind, 1 KiB echo over 10 connections: 17.27k -> 16.74k instructions per round
+        # trip one at a time, 11.55k -> 11.50k with 10 in flight).
+        if timers.earliest > poller.woke_at:
+            if ready_at_start:
+                self._run_ready(ready_at_start)
+        else:
+            self._run_ready_then_due(ready_at_start, timers.pop_due(poller.woke_at))
+        self.passes += 1
+        work = self._clock() - poller.woke_at
+        if work > self.slowest_pass_seconds:
+            self.slowest_pass_seconds = work
+
+    def _run_ready_then_due(self, ready_at_start: int, due: list[Timer]) -> None:
+        """Step 4 of a pass in which timers came due: the callbacks ready when the pass began,
+        then the due timers. With ``callbacks_before_io`` the timers join the ready queue
+        instead, and run (and are traced) at the start of the next pass, which will not wait."""
+        if self._callbacks_before_io:
+            self._ready.extend(due)
+            due = []
+        elif self.tracer is not None and due:
+            introspect.trace_callbacks(self, self.tracer, due)
         if ready_at_start:
             self._run_ready(ready_at_start)
         for timer in due:
             if not timer.cancelled:  # an earlier callback of this pass may have cancelled it
                 self._run_callback(timer)
-        self.passes += 1
-        work = self._clock() - poller.woke_at
-        if work > self.slowest_pass_seconds:
-            self.slowest_pass_seconds = work
 
     def _run_ready(self, count: int) -> None:
         """Run the first ``count`` callbacks of the ready queue (those queued later wait)."""
