@@ -191,12 +191,13 @@ class Reactor:
 
     def _run_ready_then_due(self, ready_at_start: int, due: list[Timer]) -> None:
         """Step 4 of a pass in which timers came due: the callbacks ready when the pass began,
-        then the due timers. With ``callbacks_before_io`` the timers join the ready queue
-        instead, and run (and are traced) at the start of the next pass, which will not wait."""
+        then the due timers. With ``callbacks_before_io`` the ready callbacks have already run
+        (``ready_at_start`` is 0 here) and the timers join the ready queue instead, to run (and
+        be traced) at the start of the next pass, which will not wait."""
         if self._callbacks_before_io:
             self._ready.extend(due)
-            due = []
-        elif self.tracer is not None and due:
+            return
+        if self.tracer is not None and due:
             introspect.trace_callbacks(self, self.tracer, due)
         if ready_at_start:
             self._run_ready(ready_at_start)
