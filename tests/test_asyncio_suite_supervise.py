@@ -18,6 +18,7 @@ import pytest
 from tests.asyncio_suite.run import result_name
 from tests.asyncio_suite.supervise import FamilyRun, Outcome, supervise
 from tests.asyncio_suite.tally import Tally
+from tests.processes import REPO_ROOT
 
 SCRIPTED_CHILD = r'''
 import json, os, signal, sys, time
@@ -44,8 +45,13 @@ for test in ids:
         time.sleep(60)
     if does == "noise":
         print("a test printed this", flush=True)
+    detail = ""
+    if does == "litter":  # what a CPython test killed before its tearDown leaves behind
+        with open(f"@test_{os.getpid()}_tmp", "wb") as scratch:
+            scratch.write(b"x" * 1024)
+        detail = os.getcwd()
     emit(event="end", id=test, outcome="failed" if does == "fail" else "passed",
-         seconds=0.0, detail="")
+         seconds=0.0, detail=detail)
 emit(event="done", ran=len(ids))
 '''
 
@@ -82,6 +88,18 @@ def test_the_outer_deadline_ends_a_stalled_child_and_the_rest_is_not_run(
     assert time.monotonic() - started < 10
     assert outcomes(run) == ["passed", "timeout", "not run"]
     assert any("outer deadline" in note for note in run.notes)
+
+
+@pytest.mark.timeout(30)
+def test_the_children_run_in_a_scratch_directory_removed_with_what_they_left(
+        scripted_child: tuple[str, ...]) -> None:
+    run = supervise("litter,crash", python=sys.executable, loop="fake",
+                    runner=scripted_child, deadline_seconds=20)
+    assert outcomes(run) == ["passed", "crashed"]
+    scratch = Path(run.outcomes["fake.Tests.test_0_litter"].detail)
+    assert scratch.is_absolute() and scratch != REPO_ROOT
+    assert not scratch.exists()
+    assert not list(REPO_ROOT.glob("@test_*"))
 
 
 def family_run(loop: str, **outcome_of: str) -> FamilyRun:

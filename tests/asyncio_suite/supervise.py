@@ -103,11 +103,11 @@ class _Child:
     """One child process: stdout read as JSON lines, stderr kept in a file (a full stderr pipe
     would block the child while we wait for its stdout)."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], cwd: str) -> None:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         # Its own session and process group: on the deadline we kill the child and anything it
         # started (a test's server subprocess), and nothing else.
-        self.proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self._stderr,
                                      start_new_session=True)
         assert self.proc.stdout is not None
@@ -169,11 +169,11 @@ def _exit_description(status: int | None) -> str:
 
 
 def _run_child(run: FamilyRun, runner: Sequence[str], start_after: str | None,
-               deadline: float, time_limit: float) -> str | None:
+               deadline: float, time_limit: float, cwd: str) -> str | None:
     """One child from ``start_after`` on; returns the id to restart after, or None when the
     family is finished (or cannot go on)."""
     child = _Child(child_command(run.python, runner, run.family, start_after, time_limit),
-                   child_environment(run.loop))
+                   child_environment(run.loop), cwd)
     run.children += 1
     current: str | None = None
     last_ended: str | None = None
@@ -251,11 +251,17 @@ def supervise(family: str, *, python: str = sys.executable, loop: str | None = N
     started = time.monotonic()
     deadline = started + deadline_seconds
     start_after: str | None = None
-    while True:
-        restart_after = _run_child(run, runner, start_after, deadline, time_limit)
-        if restart_after is None:
-            break
-        start_after = restart_after
+    # CPython's tests write their scratch files (``test.support.os_helper.TESTFN``, such as
+    # test_sendfile's 256 KiB "@test_<pid>_tmp\u00e6") into the current directory and remove
+    # them in tearDown: a child killed mid-test leaves them behind. So the children run in a
+    # directory of their own, removed with whatever is left in it, as regrtest's temp_cwd does.
+    with tempfile.TemporaryDirectory(prefix=f"asyncio-suite-{family}-",
+                                     ignore_cleanup_errors=True) as cwd:
+        while True:
+            restart_after = _run_child(run, runner, start_after, deadline, time_limit, cwd)
+            if restart_after is None:
+                break
+            start_after = restart_after
     run.wall_seconds = round(time.monotonic() - started, 2)
     return run
 
