@@ -85,7 +85,7 @@ class ListenerOptions:
     #: An ``SSLContext`` made for servers: the port then speaks TLS only, each connection shaking
     #: hands before its protocol is made aware (``reactor/tls.py``)...
     ssl: ssl.SSLContext | None = None
-    #: ...within this many seconds, or it is aborted.
+    #: ...within this many seconds, or it is closed (FIN, not RST: reactor/tls.py).
     handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT_SECONDS
 
 
