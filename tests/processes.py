@@ -30,6 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+import pytest
+
+from examples.bench.load import NO_COMPILER
 from tests.resets import PEER_RESET_ERRORS, close_with_reset, shutdown_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +49,17 @@ SERVERS = ("echo_server", "uppercase_server", "chat_server")
 
 #: A server's first line; a TLS port says so after the address.
 LISTENING = re.compile(r"listening on (?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)(?P<tls> \(TLS\))?")
+
+
+def built_or_skip(built: tuple[Path | None, str]) -> Path:
+    """A load client ``examples.bench.load.build_load`` built: skip only when this machine has
+    no C compiler; our own C source failing to build is a failure."""
+    binary, how = built
+    if binary is not None:
+        return binary
+    if how == NO_COMPILER:
+        pytest.skip(how)
+    pytest.fail(how)
 
 
 def command(program: str, *args: str) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from examples.bench.load import CHAT_SOURCE, build_load
-from tests.processes import REPO_ROOT, Launcher
+from tests.processes import REPO_ROOT, Launcher, built_or_skip
 from tests.redis_process import require_redis_server
 
 MEMBERS = 4
@@ -31,10 +31,7 @@ ROOM_TIMEOUT_SECONDS = 10.0
 def load_command(kind: str) -> list[str]:
     if kind == "python":
         return [sys.executable, "-m", "examples.bench.chatload"]
-    binary, how = build_load(CHAT_SOURCE)
-    if binary is None:
-        pytest.skip(how)
-    return [str(binary)]
+    return [str(built_or_skip(build_load(CHAT_SOURCE)))]
 
 
 def run_load(kind: str, port: int) -> tuple[int, dict[str, object], str]:

@@ -20,7 +20,7 @@ import pytest
 
 from examples.bench.load import build_echo_load
 from examples.bench.slow_reader import footnotes, pause_cell
-from tests.processes import REPO_ROOT, TIMEOUT, Launcher, exchange
+from tests.processes import REPO_ROOT, TIMEOUT, Launcher, built_or_skip, exchange
 from tests.tls_certs import require_openssl
 
 
@@ -76,10 +76,7 @@ def test_slow_reader_says_none_for_a_server_without_back_pressure() -> None:
 
 
 def echo_load_binary() -> Path:
-    binary, how = build_echo_load()
-    if binary is None:
-        pytest.skip(how)
-    return binary
+    return built_or_skip(build_echo_load())
 
 
 def test_rate_mode_counts_every_slot_of_a_stalled_server_as_late() -> None:

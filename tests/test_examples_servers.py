@@ -74,7 +74,8 @@ def test_first_stdout_line_announces_the_loopback_address_and_the_chosen_port(
 @pytest.mark.parametrize("program", SERVERS)
 def test_signal_gives_idle_client_eof_and_server_exits_0_promptly(
         launch: Launcher, program: str, signum: int) -> None:
-    server = launch.server(program)
+    # A grace far longer than the bound below: an exit that waited it out cannot pass.
+    server = launch.server(program, "--shutdown-grace", "30")
     client = server.connect()
     check_served(server, client)
     started = time.monotonic()
@@ -86,7 +87,7 @@ def test_signal_gives_idle_client_eof_and_server_exits_0_promptly(
     status = server.wait(SHUTDOWN_TIMEOUT)
     elapsed = time.monotonic() - started
     assert status == 0, server.stderr()
-    assert elapsed < 2.5, f"exit took {elapsed:.2f}s"
+    assert elapsed < 2.5, f"exit took {elapsed:.2f}s: it waited for the grace, not the client"
     server.assert_no_traceback()
 
 
@@ -166,12 +167,17 @@ def test_port_out_of_range_is_a_usage_error_not_a_different_port(launch: Launche
     assert "65536" in server.stderr()
 
 
-def wait_until_blocked_writing_to_a_pipe(pid: int, timeout: float = STARTUP_TIMEOUT) -> None:
+def wait_until_blocked_writing_to_a_pipe(proc: subprocess.Popen[bytes],
+                                         timeout: float = STARTUP_TIMEOUT) -> None:
     """Poll ``/proc/PID/wchan`` (there is no descriptor to wait on) until the process sleeps in
-    the kernel's pipe write; skip where the kernel does not show it."""
-    wchan = Path(f"/proc/{pid}/wchan")
+    the kernel's pipe write; skip where the kernel does not show it, fail if it exited."""
+    wchan = Path(f"/proc/{proc.pid}/wchan")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        status = proc.poll()
+        if status is not None:
+            pytest.fail(f"the server exited (status {status}) before it blocked writing its "
+                        "announcement")
         try:
             if "pipe_write" in wchan.read_text():
                 return
@@ -199,7 +205,7 @@ def test_signal_arriving_while_the_announcement_is_written_still_exits_0_cleanly
                                 stdin=subprocess.DEVNULL, stdout=write_end, stderr=stderr)
         os.close(write_end)
         try:
-            wait_until_blocked_writing_to_a_pipe(proc.pid)
+            wait_until_blocked_writing_to_a_pipe(proc)
             proc.send_signal(signum)
             output = LineReader(read_end, lambda size: os.read(read_end, size), "stdout")
             assert b"listening on 127.0.0.1:" in output.read_until_eof(SHUTDOWN_TIMEOUT)

@@ -54,7 +54,12 @@ def test_flood_from_a_non_reading_tls_client_leaves_server_rss_bounded(
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock = certs.client_context().wrap_socket(raw, server_hostname="localhost")
         sock.sendall(b"warm up")
-        time.sleep(0.2)  # the server has echoed and settled: a baseline, not a wait for luck
+        echoed = b""
+        while len(echoed) < len(b"warm up"):  # the socket's 5 s timeout bounds each recv
+            piece = sock.recv(64)
+            assert piece, "the server closed before echoing the warm-up"
+            echoed += piece
+        assert echoed == b"warm up"  # the server has served one request: now a baseline
         baseline = rss_bytes(server.pid)
         sock.setblocking(False)
         chunk = b"z" * 65536

@@ -65,6 +65,11 @@ def cache_dir() -> Path:
         return Path(tempfile.mkdtemp(prefix="handreactor-bench-"))
 
 
+#: ``build_load``'s reason when there is nothing to build with (any other reason is a build that
+#: failed: a defect in the source, which the tests report as a failure, not a skip).
+NO_COMPILER = "no C compiler (cc, gcc, clang) found"
+
+
 def build_load(source: Path) -> tuple[Path | None, str]:
     """The compiled C load client ``source`` (building it if needed) and a note on how it was
     found."""
@@ -72,7 +77,7 @@ def build_load(source: Path) -> tuple[Path | None, str]:
     compiler = next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))),
                     None)
     if compiler is None:
-        return None, "no C compiler (cc, gcc, clang) found"
+        return None, NO_COMPILER
     # the header is part of what gets compiled: an edit to it alone must not reuse a stale binary
     digest = hashlib.sha256(source.read_bytes() + KIT.read_bytes()).hexdigest()[:12]
     directory = cache_dir()
