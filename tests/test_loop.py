@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,21 +30,50 @@ def pair() -> Iterator[Pair]:
     b.close()
 
 
+class PollEntered:
+    """Stands in for a poller's selector object and sets ``event`` on every wait, so another
+    thread can tell that the loop has reached ``select()`` (or ``epoll.poll()``)."""
+
+    def __init__(self, selector: Any) -> None:
+        self._selector = selector
+        self.event = threading.Event()
+
+    def select(self, *args: Any) -> Any:
+        self.event.set()
+        return self._selector.select(*args)
+
+    def poll(self, *args: Any) -> Any:
+        self.event.set()
+        return self._selector.poll(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._selector, name)
+
+
 class Later(threading.Thread):
-    """Runs ``action`` in another thread after ``delay`` seconds; ``acted_at`` is when.
+    """Runs ``action`` in another thread ``delay`` seconds after ``reactor``'s loop first
+    waits in its poll; ``acted_at`` is when.
 
-    A loop with no timers that returns after ``acted_at`` was woken by the action: nothing else
-    could wake it, and the test's timeout bounds the wait if nothing does. (An upper bound on
-    the elapsed time instead failed on a loaded machine.)"""
+    Waiting for the poll first matters: an action that came before ``run()`` (a thread started
+    on a loaded machine can get there first) would find no loop to wake, and a stop that comes
+    first is kept, so the test would pass without testing the wake-up. A loop with no timers
+    that returns after ``acted_at`` was woken by the action: nothing else could wake it, and the
+    test's timeout bounds the wait if nothing does. (An upper bound on the elapsed time instead
+    failed on a loaded machine.)"""
 
-    def __init__(self, delay: float, action: Callable[[], object]) -> None:
+    def __init__(self, reactor: Reactor, delay: float, action: Callable[[], object]) -> None:
         super().__init__(daemon=True)
+        poller = reactor._poller
+        self.polling = PollEntered(poller._selector)
+        poller._selector = self.polling
         self.delay = delay
         self.action = action
         self.acted_at: float | None = None
         self.start()
 
     def run(self) -> None:
+        if not self.polling.event.wait(5.0):
+            return  # the loop never polled: acted_at stays None, and run_woken_by says so
         time.sleep(self.delay)
         self.acted_at = time.monotonic()
         self.action()
@@ -111,7 +141,7 @@ def test_run_while_running_raises(reactor: Reactor) -> None:
 
 @pytest.mark.timeout(10)
 def test_stop_from_another_thread_wakes_a_loop_blocked_with_no_timers(reactor: Reactor) -> None:
-    elapsed = run_woken_by(reactor, Later(0.1, reactor.stop))
+    elapsed = run_woken_by(reactor, Later(reactor, 0.1, reactor.stop))
     assert elapsed >= 0.09  # it really waited for the stop
 
 
@@ -125,7 +155,7 @@ def test_call_soon_threadsafe_wakes_the_loop_and_runs_in_the_loop_thread(
         ran_in.append(threading.get_ident())
         reactor.stop()
 
-    run_woken_by(reactor, Later(0.1, lambda: reactor.call_soon_threadsafe(in_loop)))
+    run_woken_by(reactor, Later(reactor, 0.1, lambda: reactor.call_soon_threadsafe(in_loop)))
     assert ran_in == [threading.get_ident()]
 
 
@@ -280,14 +310,14 @@ def test_signal_handler_runs_promptly_while_blocked_in_run(
         reactor.stop()
 
     reactor.add_signal_handler(signal.SIGUSR1, on_usr1, "usr1")
-    run_woken_by(reactor, Later(0.1, lambda: os.kill(os.getpid(), signal.SIGUSR1)))
+    run_woken_by(reactor, Later(reactor, 0.1, lambda: os.kill(os.getpid(), signal.SIGUSR1)))
     assert got == [("usr1", threading.get_ident())]
 
 
 @pytest.mark.timeout(10)
 def test_stop_on_signals_makes_run_return(reactor: Reactor, restore_signals: None) -> None:
     reactor.stop_on_signals([signal.SIGUSR2])
-    run_woken_by(reactor, Later(0.1, lambda: os.kill(os.getpid(), signal.SIGUSR2)))
+    run_woken_by(reactor, Later(reactor, 0.1, lambda: os.kill(os.getpid(), signal.SIGUSR2)))
 
 
 def test_remove_signal_handler_restores_the_previous_handler(
