@@ -164,10 +164,26 @@ def test_connect_timeout_reports_timeout_error(
     assert len(reactor.poller) == 1  # the connecting socket was unregistered and closed
 
 
+#: A name no resolver knows; ``unresolvable`` answers for it as getaddrinfo would, without
+#: asking this machine's DNS server (which, offline or behind a rewriting resolver, may take
+#: seconds or answer with an address).
+UNRESOLVABLE_HOST = "no-such-host.invalid"
+
+
+@pytest.fixture
+def unresolvable(monkeypatch: pytest.MonkeyPatch) -> str:
+    def resolve(host: str, port: int, *, passive: bool) -> list[Any]:
+        assert host == UNRESOLVABLE_HOST
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(connector_module, "resolve_stream", resolve)
+    return UNRESOLVABLE_HOST
+
+
 def test_unresolvable_name_reports_gaierror_on_a_later_pass(
-    reactor: Reactor, attempts: Callable[..., Attempt]
+    reactor: Reactor, attempts: Callable[..., Attempt], unresolvable: str
 ) -> None:
-    attempt = attempts("no-such-host.invalid", 80)
+    attempt = attempts(unresolvable, 80)
     assert attempt.errors == []
     run_until(reactor, lambda: attempt.errors, timeout=5.0)
     [error] = attempt.errors
@@ -228,12 +244,13 @@ def test_cancel_before_the_handshake_completes_calls_nothing(
 
 @pytest.mark.parametrize("where", ["refused", "unresolvable"])
 def test_cancel_after_a_failure_was_scheduled_calls_nothing(
-    reactor: Reactor, attempts: Callable[..., Attempt], closed_port: int, where: str
+    reactor: Reactor, attempts: Callable[..., Attempt], closed_port: int, where: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     if where == "refused":
         attempt = attempts("127.0.0.1", closed_port)
     else:
-        attempt = attempts("no-such-host.invalid", 80)
+        attempt = attempts(request.getfixturevalue("unresolvable"), 80)
     attempt.connector.cancel()
     for _ in range(5):
         reactor.run_once(0.02)
