@@ -111,7 +111,8 @@ def test_signal_after_the_last_client_left_exits_0_at_once_with_one_shutdown_lin
 @pytest.mark.parametrize("program", SERVERS)
 def test_shutdown_refuses_new_clients_and_ends_within_grace_when_a_client_never_closes(
         launch: Launcher, program: str) -> None:
-    server = launch.server(program)
+    # A short grace, so the bound below leaves a loaded machine seconds of slack.
+    server = launch.server(program, "--shutdown-grace", "0.5")
     stubborn = server.connect()
     check_served(server, stubborn)
     started = time.monotonic()
@@ -124,7 +125,8 @@ def test_shutdown_refuses_new_clients_and_ends_within_grace_when_a_client_never_
     status = server.wait(SHUTDOWN_TIMEOUT)
     elapsed = time.monotonic() - started
     assert status == 0, server.stderr()
-    assert elapsed < 3.0, f"exit took {elapsed:.2f}s (promise: about 2 s)"
+    # It waits the grace out for the client that never closes, and no longer.
+    assert 0.5 <= elapsed < 3.0, f"exit took {elapsed:.2f}s (promise: about 0.5 s)"
     server.assert_no_traceback()
 
 
