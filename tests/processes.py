@@ -283,6 +283,17 @@ def exchange(sock: socket.socket, data: bytes, timeout: float = 2 * TIMEOUT) -> 
     return received
 
 
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from a blocking socket (plain or TLS): its own timeout bounds each
+    ``recv``; an EOF before the last byte fails the test, naming what had arrived."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"EOF after {bytes(data)!r}"
+        data += chunk
+    return bytes(data)
+
+
 def connect(port: int, host: str = "127.0.0.1", *, timeout: float = TIMEOUT) -> Client:
     return Client(socket.create_connection((host, port), timeout=timeout))
 

@@ -28,6 +28,7 @@ from tests.processes import (
     Launcher,
     ProxyProcess,
     exchange,
+    recv_exactly,
     transfer,
     vm_rss_kib,
 )
@@ -48,15 +49,6 @@ def accept(upstream: socket.socket) -> socket.socket:
     conn, _ = upstream.accept()
     conn.settimeout(TIMEOUT)
     return conn
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, f"EOF after {bytes(data)!r}"
-        data += chunk
-    return bytes(data)
 
 
 def recv_until_eof(sock: socket.socket) -> bytes:

@@ -24,6 +24,7 @@ from reactor import ByteBuffer, Connection, ConnectionState, Protocol, Reactor
 from reactor.tls import MAX_PENDING_CIPHERTEXT_BYTES, TLSConnection
 from reactor.trace import RecordingTracer
 from tests.helpers import Recorder, run_until
+from tests.processes import recv_exactly
 from tests.tls_certs import Certificates
 from tests.tls_clients import round_trip_in_random_chunks
 
@@ -70,16 +71,6 @@ def connect_with_tls(reactor: Reactor, listener: Any, certs: Certificates,
     reactor.connect_tcp(lambda: client, "127.0.0.1", listener.address[1],
                         ssl=certs.client_context(), server_hostname="localhost")
     run_until(reactor, lambda: client.transport is not None)
-
-
-def recv_exactly(sock: ssl.SSLSocket, size: int) -> bytes:
-    parts = bytearray()
-    while len(parts) < size:
-        chunk = sock.recv(min(1 << 20, size - len(parts)))
-        if not chunk:
-            break
-        parts += chunk
-    return bytes(parts)
 
 
 # -- round trips ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import recv_exactly
 from tests.tls_certs import Certificates
 
 SERVER = """
@@ -54,12 +55,9 @@ def test_flood_from_a_non_reading_tls_client_leaves_server_rss_bounded(
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock = certs.client_context().wrap_socket(raw, server_hostname="localhost")
         sock.sendall(b"warm up")
-        echoed = b""
-        while len(echoed) < len(b"warm up"):  # the socket's 5 s timeout bounds each recv
-            piece = sock.recv(64)
-            assert piece, "the server closed before echoing the warm-up"
-            echoed += piece
-        assert echoed == b"warm up"  # the server has served one request: now a baseline
+        # The server has served one request (the socket's 5 s timeout bounds the wait): now
+        # a baseline.
+        assert recv_exactly(sock, len(b"warm up")) == b"warm up"
         baseline = rss_bytes(server.pid)
         sock.setblocking(False)
         chunk = b"z" * 65536
