@@ -87,9 +87,9 @@ class TimerQueue:
         #: timer's: a plain attribute the loop compares with the time on every pass before
         #: calling ``next_due()`` or ``pop_due()``: a pass with no timer scheduled makes neither
         #: call, and one with timers scheduled but none due only ``next_due()``, to know how
-        #: long it may sleep. With the loop's use of the poll's clock reading, under callgrind, per 1 KiB echo
-        #: round trip: 19.6k -> 17.5k instructions one connection at a time, 12.0k -> 11.8k with
-        #: 10 connections in flight.
+        #: long it may sleep. With the loop's use of the poll's clock reading, under callgrind,
+        #: per 1 KiB echo round trip: 19.6k -> 17.5k instructions one connection at a time,
+        #: 12.0k -> 11.8k with 10 connections in flight.
         self.earliest = math.inf
 
     def _top_changed(self) -> None:

@@ -58,7 +58,8 @@ def test_lean_echo_peer_echoes_and_stops_cleanly(launch: Launcher, signum: int) 
     server = launch.server("bench.peers.lean_echo")
     assert server.host == "127.0.0.1"
     waiting = server.connect()  # held open across the other's exchange: both in its dict
-    payload = bytes(range(256)) * 2048  # 512 KiB: several of the peer's recv(RECV_BYTES) and sendall calls
+    # 512 KiB: several of the peer's recv(RECV_BYTES) and sendall calls
+    payload = bytes(range(256)) * 2048
     assert exchange(server.connect().sock, payload) == payload
     waiting.send(b"still served")
     assert waiting.read_exactly(12) == b"still served"
