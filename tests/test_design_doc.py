@@ -32,7 +32,9 @@ def test_the_module_table_names_every_module_of_the_reactor_core() -> None:
 
 
 def test_nothing_in_the_repository_cites_a_file_outside_it() -> None:
-    outside = re.compile(r"DESIGN\.md|\.\./shared|shared/bench")
+    # Character classes, so that this line itself passes the same check made by hand with a
+    # plain ``git grep`` for the three strings.
+    outside = re.compile(r"DESIGN[.]md|[.][.][/]shared|shared[/]bench")
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"
         for pattern in ("reactor/**/*.py", "protocols/**/*.py", "examples/**/*.py",
