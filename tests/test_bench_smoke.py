@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from examples.bench import copies
+from examples.bench.cpus import plan
 from examples.bench.load import build_echo_load
+from examples.bench.servers import LaunchOptions
 from examples.bench.slow_reader import footnotes, pause_cell
 from tests.processes import REPO_ROOT, TIMEOUT, Launcher, built_or_skip, exchange
 from tests.tls_certs import require_openssl
@@ -27,7 +30,7 @@ from tests.tls_certs import require_openssl
 @pytest.mark.parametrize("module", ["examples.bench", "examples.bench.__main__",
                                     "examples.bench.pyload", "examples.bench.matrix",
                                     "examples.bench.fanout", "examples.bench.tls", "examples.bench.many",
-                                    "examples.bench.peers.lean_echo"])
+                                    "examples.bench.copies", "examples.bench.peers.lean_echo"])
 def test_bench_modules_import(module: str) -> None:
     importlib.import_module(module)
 
@@ -38,6 +41,43 @@ def test_bench_help_is_plain_text() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: python -m examples.bench")
     assert "``" not in result.stdout, "reStructuredText markup in --help"
+
+
+def test_a_server_gets_the_glibc_settings_in_front_of_those_it_inherited() -> None:
+    # The last setting of a name counts in glibc, so a tunable the user set wins (checked with
+    # ``ld.so --list-tunables`` when this was written). Checked on the environment handed to
+    # Popen: glibc rewrites the variable in place at start-up, so /proc/PID/environ shows only
+    # part of it.
+    options = LaunchOptions(plan(), malloc_top_pad=4096,
+                            glibc_tunables="glibc.cpu.x86_rep_movsb_threshold=16777216")
+    env = options.environment({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.check=0"})
+    assert env == {"PATH": "/bin", "MALLOC_TOP_PAD_": "4096", "GLIBC_TUNABLES":
+                   "glibc.cpu.x86_rep_movsb_threshold=16777216:glibc.malloc.check=0"}
+    assert options.environment({})["GLIBC_TUNABLES"] == "glibc.cpu.x86_rep_movsb_threshold=16777216"
+    assert LaunchOptions(plan()).environment({"PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+def test_copies_times_every_distance_under_both_settings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "copies", "--size", "8192",
+         "--json", str(tmp_path / "results.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    section = json.loads((tmp_path / "results.json").read_text())["copies"]
+    assert section["size"] == 8192
+    assert list(section["columns"]) == ["default", section["meta"]["glibc_tunables"]]
+    for column in section["columns"].values():
+        assert sorted(map(int, column)) == sorted(copies.DISTANCES)
+        assert all(microseconds > 0 for microseconds in column.values())
+    assert "distance mod 4096" in result.stdout
+
+
+def test_copies_without_tunables_to_compare_says_so() -> None:
+    result = subprocess.run([sys.executable, "-m", "examples.bench", "copies",
+                             "--glibc-tunables", ""],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2
+    assert "give --glibc-tunables" in result.stderr
 
 
 def test_python_load_client_runs_one_second_against_echo(launch: Launcher) -> None:

@@ -1,4 +1,4 @@
-"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls|many] ...``:
+"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls|many|copies] ...``:
 run, print, save.
 
 Owns the command line: which servers, which cells, how long; prints each table to stdout
@@ -17,8 +17,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.bench import fanout, many, matrix, memory, passes, redis_check, slow_reader, tls
-from examples.bench.cpus import CpuPlan, plan
+from examples.bench import (
+    copies,
+    fanout,
+    many,
+    matrix,
+    memory,
+    passes,
+    redis_check,
+    slow_reader,
+    tls,
+)
+from examples.bench.cpus import CpuPlan, format_cpus, plan
 from examples.bench.launch import connections_possible
 from examples.bench.load import choose, choose_chat
 from examples.bench.report import THROUGHPUT_FOOTNOTES, table, update_json
@@ -41,8 +51,14 @@ KIB = 1024
 #: history (docs/design.md, "Performance notes"); padding the heap's top takes that out of the
 #: comparison.
 MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
+#: glibc 2.36 (Debian 12) copies 2 KiB to 512 KiB with ``rep movsb``, which on this AMD EPYC runs
+#: about fifteen times slower when the destination starts 1 to 31 bytes past the source modulo 4096
+#: (``python -m examples.bench copies``); where malloc happens to put two buffers then decides what
+#: a copy costs, whichever loop runs (docs/design.md, "Copies and page aliasing"). Above this
+#: threshold glibc copies with vector instructions, whose speed does not depend on the addresses.
+GLIBC_TUNABLES_DEFAULT = "glibc.cpu.x86_rep_movsb_threshold=16777216"
 
-COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls", "many")
+COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls", "many", "copies")
 WORKERS_CAVEAT = ("multi-worker servers are not pinned; on a 2-core machine the load generator "
                   "competes with the second worker for CPU 1, so 2 workers cannot show 2x here")
 
@@ -68,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--malloc-top-pad", type=int, default=MALLOC_TOP_PAD_BYTES,
                         help="MALLOC_TOP_PAD_ for every server, 0 for glibc's default "
                              "(default: %(default)s)")
+    common.add_argument("--glibc-tunables", default=GLIBC_TUNABLES_DEFAULT,
+                        help="GLIBC_TUNABLES added for every server, '' for glibc's own "
+                             "choices (default: %(default)s)")
 
     parser = argparse.ArgumentParser(
         prog="python -m examples.bench",
@@ -121,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_arguments(commands.add_parser(
         "many", parents=[common],
         help="10,000 clients, one 1 KiB request a second each: server CPU, latency, late"))
+    copies.add_arguments(commands.add_parser(
+        "copies", parents=[common],
+        help="one memcpy by the distance of its buffers, glibc's default vs --glibc-tunables"))
     return parser
 
 
@@ -147,6 +169,9 @@ def header(title: str, cpus: CpuPlan, options: LaunchOptions, specs: Sequence[Se
     if options.malloc_top_pad:
         print(f"every server runs with MALLOC_TOP_PAD_={options.malloc_top_pad} (glibc page "
               "faults at 100 KiB depend on heap history otherwise)")
+    if options.glibc_tunables:
+        print(f"every server runs with GLIBC_TUNABLES={options.glibc_tunables} (memcpy's speed "
+              "depends on where malloc put the buffers otherwise)")
     if options.extra_args:
         print(f"our servers get: {shlex.join(options.extra_args)}")
     print("servers: " + ", ".join(spec.name for spec in specs))
@@ -160,7 +185,8 @@ def header(title: str, cpus: CpuPlan, options: LaunchOptions, specs: Sequence[Se
 def meta(cpus: CpuPlan, options: LaunchOptions, args: argparse.Namespace) -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "cpu_plan": cpus.note(),
-            "malloc_top_pad": options.malloc_top_pad, "server_args": list(options.extra_args),
+            "malloc_top_pad": options.malloc_top_pad, "glibc_tunables": options.glibc_tunables,
+            "server_args": list(options.extra_args),
             "argv": sys.argv[1:], "json": str(args.json)}
 
 
@@ -240,6 +266,19 @@ def run_passes(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) 
     print(f"\nselect() takes only fds below FD_SETSIZE ({passes.FD_SETSIZE}); N socketpairs use "
           "2N fds, hence n/a from 1,000 idle")
     update_json(args.json, "passes", {"meta": meta(cpus, options, args), "rows": rows})
+    return 0
+
+
+def run_copies(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    if not options.glibc_tunables:
+        print("examples.bench copies: give --glibc-tunables to compare with", file=sys.stderr)
+        return 2
+    print(f"handreactor benchmark: one copy of {args.size:,} bytes by the distance of its "
+          f"destination past its source (fastest of {copies.BATCHES} batches of "
+          f"{copies.COPIES_PER_BATCH}; on CPU {format_cpus(cpus.load)})\n", flush=True)
+    result = copies.measure(args.size, options.glibc_tunables)
+    print(copies.render(result))
+    update_json(args.json, "copies", {"meta": meta(cpus, options, args), **result})
     return 0
 
 
@@ -329,6 +368,7 @@ def run_many(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) ->
 RUNNERS: dict[str, Callable[[argparse.Namespace, CpuPlan, LaunchOptions], int]] = {
     "throughput": run_throughput, "memory": run_memory, "passes": run_passes,
     "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls, "many": run_many,
+    "copies": run_copies,
 }
 
 
@@ -345,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cpus = plan()
     cpus.pin_harness()
-    options = LaunchOptions(cpus, tuple(shlex.split(args.server_args)), args.malloc_top_pad)
+    options = LaunchOptions(cpus, tuple(shlex.split(args.server_args)), args.malloc_top_pad,
+                            args.glibc_tunables)
     try:
         return RUNNERS[args.command](args, cpus, options)
     except KeyboardInterrupt:

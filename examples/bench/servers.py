@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -116,6 +117,13 @@ def unavailable(spec: ServerSpec) -> str | None:
     return None
 
 
+def with_tunables(inherited: str, added: str) -> str:
+    """A ``GLIBC_TUNABLES`` value with ``added`` in front of what the environment already set:
+    glibc reads the colon-separated list left to right and the last setting of a name counts,
+    so a tunable the user set by hand still wins."""
+    return f"{added}:{inherited}" if inherited else added
+
+
 def workers_in(args: tuple[str, ...]) -> int:
     """The ``--workers N`` among extra server arguments (1 without one)."""
     for index, arg in enumerate(args):
@@ -133,7 +141,18 @@ class LaunchOptions:
     cpus: CpuPlan
     extra_args: tuple[str, ...] = ()  # appended to our servers' command lines only
     malloc_top_pad: int = 0  # MALLOC_TOP_PAD_ for every server; 0 leaves glibc's default
+    glibc_tunables: str = ""  # added to every server's GLIBC_TUNABLES; "" adds nothing
     nofile: int = 0  # soft RLIMIT_NOFILE to ask for; 0 leaves it
+
+    def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
+        """What a server's environment is: ``inherited`` with these options' glibc settings."""
+        env = dict(inherited)
+        if self.malloc_top_pad:
+            env["MALLOC_TOP_PAD_"] = str(self.malloc_top_pad)
+        if self.glibc_tunables:
+            env["GLIBC_TUNABLES"] = with_tunables(env.get("GLIBC_TUNABLES", ""),
+                                                  self.glibc_tunables)
+        return env
 
     def for_connections(self, connections: int) -> LaunchOptions:
         """These options with a descriptor limit that holds ``connections`` clients."""
@@ -159,9 +178,7 @@ class ServerProcess:
         if self.options.nofile:
             launch += ["--nofile", str(self.options.nofile)]
         command = [*launch, "--", sys.executable, "-m", self.spec.module, "--port", "0", *args]
-        env = dict(os.environ)
-        if self.options.malloc_top_pad:
-            env["MALLOC_TOP_PAD_"] = str(self.options.malloc_top_pad)
+        env = self.options.environment(os.environ)
         self._stderr = tempfile.TemporaryFile()
         # Its own process group, so stop() reaches every worker of a multi-process server.
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
