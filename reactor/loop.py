@@ -66,7 +66,10 @@ class Reactor:
     attribute check per event. ``debug=True`` checks every protocol's callback order as it
     runs (``reactor.checker``) and collects breaches in ``contract_violations``.
     ``callbacks_before_io=True`` runs the callbacks already waiting before the pass polls
-    (asyncio's order, which ``reactor.aio`` needs; see ``run_once``).
+    (asyncio's order, which ``reactor.aio`` needs; see ``run_once``). ``max_events`` caps
+    how many ready fds one pass takes from epoll (the others wait for the next pass, in turn);
+    a loop whose input waits in buffers until a later callback consumes it keeps less of it
+    in flight that way (``reactor.aio`` does this, for the reason given where it sets it).
     """
 
     def __init__(
@@ -77,8 +80,10 @@ class Reactor:
         tracer: Tracer | None = None,
         debug: bool = False,
         callbacks_before_io: bool = False,
+        max_events: int | None = None,
     ) -> None:
-        self._poller = Poller.create(selector, on_error=self._io_callback_failed, clock=clock)
+        self._poller = Poller.create(selector, on_error=self._io_callback_failed, clock=clock,
+                                     max_events=max_events)
         self._timers = TimerQueue()
         self._ready: deque[Handle] = deque()
         self._clock = clock

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import select
 import selectors
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -124,18 +125,27 @@ class Poller:
     ``selectors`` class passed in.
     """
 
-    __slots__ = ("_selector", "_watchers", "_on_error", "_clock", "woke_at")
+    __slots__ = ("_selector", "_watchers", "_on_error", "_clock", "woke_at", "_event_cap")
 
     def __init__(
         self,
         selector: str | type[selectors.BaseSelector] | None = None,
         on_error: Callable[[BaseException, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_events: int | None = None,
     ) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError("max_events must be at least 1")
         self._selector = self._open_selector(selector)
         self._watchers: dict[int, Watcher] = {}
         self._on_error = on_error
         self._clock = clock
+        # At most this many ready fds per pass (``max_events=None``: all), honoured by
+        # ``EpollPoller`` only. ``select()`` and ``poll()`` report the ready fds in fd order on
+        # every call, so taking the first few would starve the highest fds for as long as the
+        # lower ones stay ready; epoll round-robins through a ready set larger than one call
+        # takes (epoll(7)). An int either way, so the pass compares without testing for None.
+        self._event_cap = sys.maxsize if max_events is None else max_events
         #: When the last ``select()`` returned: the start of the pass's work, for the reactor's
         #: slowest-pass figure (the I/O callbacks below are part of that work).
         self.woke_at = clock()
@@ -145,11 +155,12 @@ class Poller:
         selector: str | type[selectors.BaseSelector] | None = None,
         on_error: Callable[[BaseException, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_events: int | None = None,
     ) -> Poller:
         """The poller for ``selector``: a name, a ``selectors`` class, or ``None`` (default)."""
         if selector in (None, "default", "epoll") and hasattr(select, "epoll"):
-            return EpollPoller(None, on_error, clock)
-        return Poller(selector, on_error, clock)
+            return EpollPoller(None, on_error, clock, max_events)
+        return Poller(selector, on_error, clock, max_events)
 
     def _open_selector(self, choice: str | type[selectors.BaseSelector] | None) -> Any:
         return selector_class(choice)()
@@ -313,10 +324,12 @@ class EpollPoller(Poller):
     def poll(self, timeout: float | None,
              observe: Callable[[list[tuple[int, int]]], None] | None = None) -> int:
         """As ``Poller.poll``; epoll takes -1 for "no timeout" and at most as many events as
-        there are registered fds (it never reports more)."""
+        there are registered fds (it never reports more), or ``max_events`` if that is fewer."""
         watchers = self._watchers
-        events = self._selector.poll(-1 if timeout is None else capped(timeout),
-                                     len(watchers) or 1)
+        wanted = len(watchers) or 1
+        if wanted > self._event_cap:
+            wanted = self._event_cap
+        events = self._selector.poll(-1 if timeout is None else capped(timeout), wanted)
         self.woke_at = self._clock()
         if observe is not None:
             observe([(fd, epoll_to_mask(bits)) for fd, bits in events])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 import socket
 from collections.abc import Callable, Iterator
@@ -239,6 +240,66 @@ def test_poll_returns_the_number_of_ready_fds(poller: Poller) -> None:
         assert poller.poll(1.0) == 2
     finally:
         close_pairs(pairs)
+
+
+needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux's")
+
+
+@needs_epoll
+def test_epoll_with_max_events_takes_the_ready_fds_in_turn() -> None:
+    """Five fds stay readable (nothing drains them); two a pass, five passes: epoll hands out
+    a ready set larger than one call takes round-robin (epoll(7)), so each got exactly two."""
+    poller = Poller.create("epoll", max_events=2)
+    pairs = make_pairs(5)
+    calls = dict.fromkeys(range(5), 0)
+    try:
+        for index, (a, b) in enumerate(pairs):
+            poller.set_reader(a.fileno(), lambda index=index: calls.__setitem__(
+                index, calls[index] + 1))
+            b.send(b"x")
+        assert [poller.poll(1.0) for _ in range(5)] == [2] * 5
+        assert calls == dict.fromkeys(range(5), 2)
+    finally:
+        close_pairs(pairs)
+        poller.close()
+
+
+@pytest.mark.parametrize("name", [name for name in SELECTOR_NAMES if name != "epoll"])
+def test_other_backends_take_every_ready_fd_whatever_max_events_says(name: str) -> None:
+    """select() and poll() report in fd order: a cap would starve the highest fds."""
+    poller = Poller.create(name, max_events=1)
+    pairs = make_pairs(3)
+    try:
+        for a, b in pairs:
+            poller.set_reader(a.fileno(), lambda: None)
+            b.send(b"x")
+        assert poller.poll(1.0) == 3
+    finally:
+        close_pairs(pairs)
+        poller.close()
+
+
+def test_max_events_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Poller.create(max_events=0)
+
+
+@needs_epoll
+def test_a_reactor_with_max_events_runs_that_many_readers_a_pass() -> None:
+    reactor = Reactor("epoll", max_events=2)
+    pairs = make_pairs(3)
+    called: list[int] = []
+    try:
+        for index, (a, b) in enumerate(pairs):
+            reactor.add_reader(a.fileno(), called.append, index)
+            b.send(b"x")
+        reactor.run_once(1.0)
+        assert len(called) == 2
+        reactor.run_once(1.0)
+        assert len(called) == 4 and set(called) == {0, 1, 2}  # the third had its turn
+    finally:
+        close_pairs(pairs)
+        reactor.close()
 
 
 def test_without_on_error_an_io_callback_exception_propagates(poller: Poller, pair: Pair) -> None:
