@@ -276,7 +276,7 @@ def run_copies(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) 
     print(f"handreactor benchmark: one copy of {args.size:,} bytes by the distance of its "
           f"destination past its source (fastest of {copies.BATCHES} batches of "
           f"{copies.COPIES_PER_BATCH}; on CPU {format_cpus(cpus.load)})\n", flush=True)
-    result = copies.measure(args.size, options.glibc_tunables)
+    result = copies.measure(args.size, options)
     print(copies.render(result))
     update_json(args.json, "copies", {"meta": meta(cpus, options, args), **result})
     return 0

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from examples.bench.report import table
-from examples.bench.servers import with_tunables
+from examples.bench.servers import LaunchOptions
 
 DEFAULT_SIZE = 100 * 1024
 #: Distances of the destination past the source, modulo 4096: both edges of the slow range
@@ -56,12 +56,12 @@ def time_copies(size: int) -> dict[int, float]:
     return timings
 
 
-def measure(size: int, tunables: str) -> dict[str, Any]:
-    """Run ``time_copies`` in a child with glibc's defaults and in one with ``tunables``."""
-    tuned = {**os.environ,
-             "GLIBC_TUNABLES": with_tunables(os.environ.get("GLIBC_TUNABLES", ""), tunables)}
+def measure(size: int, options: LaunchOptions) -> dict[str, Any]:
+    """Run ``time_copies`` in a child with glibc's defaults and in one with the environment
+    every benchmarked server gets (``LaunchOptions.environment``)."""
+    tunables = options.glibc_tunables
     columns = {}
-    for label, env in (("default", dict(os.environ)), (tunables, tuned)):
+    for label, env in (("default", dict(os.environ)), (tunables, options.environment(os.environ))):
         result = subprocess.run([sys.executable, "-m", "examples.bench.copies", str(size)],
                                 capture_output=True, text=True, env=env, check=True,
                                 timeout=120)
