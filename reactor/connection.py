@@ -53,7 +53,7 @@ from reactor.buffer import EMPTY_BUFFER, ByteBuffer
 from reactor.errors import ErrorKind, classify, describe, report_callback_error
 from reactor.poller import EVENT_READ
 from reactor.protocol import require_transport_kept
-from reactor.transport import BaseTransport
+from reactor.transport import BaseTransport, slow_counter
 
 if TYPE_CHECKING:
     import ssl
@@ -126,11 +126,15 @@ class Connection(BaseTransport):
         "_sock", "_io", "_tls", "_recv_buffer", "_send_buffer", "_state",
         "_write_closed", "_reading", "_reading_paused", "_max_unconsumed", "_eof_pending",
         "_saw_eof", "_linger_timer", "_peer_address", "_on_closed",
-        # Counters (see ``stats()``): the first four are updated on every event, the rest only
-        # on the slow paths (queueing, pausing, state changes), so they cost nothing per byte.
-        "bytes_received", "bytes_sent", "reads", "writes", "partial_sends", "would_blocks",
-        "peak_recv_buffer", "peak_send_buffer", "_history",
+        # Counters (see ``stats()``), updated on every event; what only the slow paths count
+        # (queueing, pausing) is in ``_slow``, a ``reactor.transport.SlowPathCounters``.
+        "bytes_received", "bytes_sent", "reads", "writes", "_history",
     )
+
+    partial_sends = slow_counter("partial_sends", "Sends that took some bytes but not all.")
+    would_blocks = slow_counter("would_blocks", "Sends that took nothing (EAGAIN).")
+    peak_recv_buffer = slow_counter("peak_recv_buffer", "Most input left unconsumed at once.")
+    peak_send_buffer = slow_counter("peak_send_buffer", "Most output queued at once.")
 
     def __init__(
         self,
@@ -172,8 +176,6 @@ class Connection(BaseTransport):
         self._tracer = reactor.tracer
         self._on_closed = on_closed
         self.bytes_received = self.bytes_sent = self.reads = self.writes = 0
-        self.partial_sends = self.would_blocks = 0
-        self.peak_recv_buffer = self.peak_send_buffer = 0
         # ``history``, flat: when, state, when, state... One tuple grown by concatenation (a
         # connection changes state three or four times in its life) rather than a list of
         # pairs: 88 bytes less per idle connection (tracemalloc, 10,000 open).
@@ -343,8 +345,8 @@ class Connection(BaseTransport):
 
     def _input_left_over(self, size: int) -> None:
         """The protocol left ``size`` bytes unconsumed: note the peak, enforce the limit."""
-        if size > self.peak_recv_buffer:
-            self.peak_recv_buffer = size
+        if size > self._slow.peak_recv_buffer:
+            self._own_slow_counters().peak_recv_buffer = size
         if size > self._max_unconsumed and not self._closed:
             log.warning("%r: %d bytes of input not consumed by the protocol (limit %d); closing",
                         self, size, self._max_unconsumed)
@@ -468,8 +470,8 @@ class Connection(BaseTransport):
         """Bytes were queued: note the peak, and tell the protocol once past the high-water
         mark."""
         size = self._send_buffer._length
-        if size > self.peak_send_buffer:
-            self.peak_send_buffer = size
+        if size > self._slow.peak_send_buffer:
+            self._own_slow_counters().peak_send_buffer = size
         if not self._write_paused and size > self._high_water:
             self._pause_protocol_writing()
 
@@ -481,11 +483,11 @@ class Connection(BaseTransport):
     def _send_fell_short(self, sent: int, wanted: int) -> None:
         """Count a send that took less than asked: ``sent`` -1 means EAGAIN (nothing taken)."""
         if sent < 0:
-            self.would_blocks += 1
+            self._own_slow_counters().would_blocks += 1
         else:
             self.writes += 1
             self.bytes_sent += sent
-            self.partial_sends += 1
+            self._own_slow_counters().partial_sends += 1
         if self._tracer is not None:
             self._trace_send(sent, wanted)
 

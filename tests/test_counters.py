@@ -21,6 +21,7 @@ from protocols.echo import EchoProtocol
 from reactor import ByteBuffer, Protocol, Reactor
 from reactor.connection import Connection, ConnectionState
 from reactor.testing import ManualClock
+from reactor.transport import NO_SLOW_PATH_YET
 from tests.helpers import SELECTOR_NAMES, Server, fill_socket, run_until, start_server
 from tests.processes import Client, Launcher, ServerProcess
 
@@ -176,6 +177,26 @@ def test_a_send_into_a_full_kernel_buffer_counts_as_would_block_not_as_a_write(
     run_until(reactor, lambda: conn.get_write_buffer_size() == 0)
     assert conn.bytes_sent == 6
     assert conn.stats()["would_blocks"] >= 1
+
+
+def test_slow_path_counters_are_shared_zeros_until_a_connection_takes_a_slow_path(
+        reactor: Reactor, serve: Callable[..., Server]) -> None:
+    # An idle or always-fast connection carries one reference to the shared zeros instead of
+    # seven counters of its own; the first slow path gives it its own (reactor/transport.py).
+    flooded, quiet = serve(Flood, blocking_clients=False), serve(EchoProtocol, blocking_clients=False)
+    flood_client, flooding = flooded.connect()
+    quiet_client, echoing = quiet.connect()
+    quiet_client.sendall(b"ping")
+    assert receive(reactor, quiet_client, 4) == b"ping"
+    assert echoing._slow is NO_SLOW_PATH_YET
+    assert flooding._slow is not NO_SLOW_PATH_YET
+    assert flooding.partial_sends == flooding.pauses == 1 and flooding.peak_send_buffer > 0
+    assert (echoing.partial_sends, echoing.pauses, echoing.peak_send_buffer) == (0, 0, 0)
+    with pytest.raises(AttributeError):
+        NO_SLOW_PATH_YET.partial_sends = 1
+    with pytest.raises(AttributeError):
+        echoing.partial_sends = 1  # type: ignore[misc]  # read-only: counted by the transport
+    flood_client.close()
 
 
 # -- back-pressure ---------------------------------------------------------------------------------
