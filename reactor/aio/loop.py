@@ -59,8 +59,10 @@ ACCEPT_RETRY_SECONDS = 1.0
 #: message instead of 5.4 µs with 8 a pass. Measured on the streams echo, 100 KiB x 100
 #: connections, five interleaved rounds (docs/design.md, "The asyncio layer's CPU"): user CPU
 #: per round trip 1.12x asyncio's uncapped, 0.94x at 16, 0.96x at 32; p99 18.0 ms uncapped,
-#: 13.5 at 16 (asyncio's 14.5). The Protocol echo, which consumes in data_received, showed no
-#: difference (1 KiB: 0.79x and 0.80x; 100 KiB: 0.84x and 0.78x).
+#: 13.5 at 16 (asyncio's 14.5); that sweep chose 16. The tree before this cap against the tree
+#: with it, five more rounds: 1.02x -> 0.78x, p99 21.0 -> 12.9 ms (asyncio's 14.1). The Protocol
+#: echo, which consumes in data_received, showed no difference (1 KiB: 0.79x and 0.80x;
+#: 100 KiB: 0.84x and 0.78x).
 MAX_EVENTS_PER_PASS = 16
 #: Bytes asked of one os.sendfile() call: big enough to fill any socket buffer in one call.
 SENDFILE_BLOCK = 2**30
