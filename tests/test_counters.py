@@ -183,7 +183,8 @@ def test_slow_path_counters_are_shared_zeros_until_a_connection_takes_a_slow_pat
         reactor: Reactor, serve: Callable[..., Server]) -> None:
     # An idle or always-fast connection carries one reference to the shared zeros instead of
     # seven counters of its own; the first slow path gives it its own (reactor/transport.py).
-    flooded, quiet = serve(Flood, blocking_clients=False), serve(EchoProtocol, blocking_clients=False)
+    flooded = serve(Flood, blocking_clients=False)
+    quiet = serve(EchoProtocol, blocking_clients=False)
     flood_client, flooding = flooded.connect()
     quiet_client, echoing = quiet.connect()
     quiet_client.sendall(b"ping")
