@@ -94,7 +94,10 @@ class Server:
             text = self._json_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        return [record for line in text.splitlines() if line.strip()
+        # The server may be in the middle of writing a line as we read: only the lines that
+        # end in a newline are whole (a half-written one failed json.loads, once in a run).
+        complete = text[:text.rfind("\n") + 1]
+        return [record for line in complete.splitlines() if line.strip()
                 for record in [json.loads(line)] if record["event"] == name]
 
     def wait_for(self, name: str, count: int = 1) -> None:
