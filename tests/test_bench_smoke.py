@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.bench import copies
+from examples.bench import copies, instructions
 from examples.bench.cpus import plan
 from examples.bench.load import build_echo_load
 from examples.bench.servers import LaunchOptions
@@ -30,7 +31,8 @@ from tests.tls_certs import require_openssl
 @pytest.mark.parametrize("module", ["examples.bench", "examples.bench.__main__",
                                     "examples.bench.pyload", "examples.bench.matrix",
                                     "examples.bench.fanout", "examples.bench.tls", "examples.bench.many",
-                                    "examples.bench.copies", "examples.bench.peers.lean_echo"])
+                                    "examples.bench.copies", "examples.bench.instructions",
+                                    "examples.bench.peers.lean_echo"])
 def test_bench_modules_import(module: str) -> None:
     importlib.import_module(module)
 
@@ -190,3 +192,59 @@ def test_tls_command_makes_a_certificate_and_a_row_for_ours_and_asyncio(tmp_path
     assert set(cell["summaries"]) == {"echo", "asyncio-echo"}
     for run in cell["runs"]:
         assert run["ok"] and run["load_json"]["tls"] is True and run["load_json"]["rtts"] > 0
+
+
+def require_valgrind() -> None:
+    """Skip without valgrind, except under CI, where ``.ci/run`` installs it."""
+    if instructions.valgrind() is None:
+        if os.environ.get("CI"):
+            pytest.fail("valgrind is not installed, and CI is set: the instructions bench must run")
+        pytest.skip("valgrind is not installed")
+
+
+@pytest.mark.timeout(240)
+def test_instructions_counts_round_trips_of_ours_and_lean_echo_under_callgrind(
+        tmp_path: Path) -> None:
+    require_valgrind()
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "instructions", "--servers", "echo,lean-echo",
+         "--conns", "2", "--round-trips", "50,250", "--json", str(tmp_path / "results.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=220)
+    assert result.returncode == 0, result.stderr
+    assert "/ lean-echo" in result.stdout
+    rows = json.loads((tmp_path / "results.json").read_text())["instructions"]["rows"]
+    assert [(row["server"], row["conns"]) for row in rows] == [("echo", 2), ("lean-echo", 2)]
+    for row in rows:
+        # A Python round trip is thousands of instructions, not hundreds and not millions: the
+        # difference of two runs measured it, not start-up or shutdown.
+        assert 2_000 < row["instructions_per_round_trip"] < 200_000, row
+
+
+@pytest.mark.parametrize("round_trips", ["100", "300,200", "0,100", "1,2,3"])
+def test_instructions_refuses_round_trips_that_are_not_short_then_long(round_trips: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "instructions", "--round-trips", round_trips],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2
+    assert "0 < SHORT < LONG" in result.stderr
+
+
+def test_instructions_client_refuses_a_server_that_echoes_the_wrong_bytes() -> None:
+    def echo_reversed(listener: socket.socket) -> None:
+        client, _ = listener.accept()
+        with client:
+            client.settimeout(TIMEOUT)
+            message = b""
+            while len(message) < 512:
+                message += client.recv(512 - len(message))
+            client.sendall(message[::-1])
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=echo_reversed, args=(listener,))
+        server.start()
+        try:
+            with pytest.raises(RuntimeError, match="wrong bytes echoed after 0 round trips"):
+                instructions.round_trips("127.0.0.1", listener.getsockname()[1], 3, 512, 1)
+        finally:
+            server.join(TIMEOUT)

@@ -1,5 +1,5 @@
-"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls|many|copies] ...``:
-run, print, save.
+"""``python -m examples.bench [throughput|memory|passes|slow-reader|fanout|tls|many|copies|
+instructions] ...``: run, print, save.
 
 Owns the command line: which servers, which cells, how long; prints each table to stdout
 (progress goes to stderr) and writes its section of the JSON results file.
@@ -20,6 +20,7 @@ from typing import Any
 from examples.bench import (
     copies,
     fanout,
+    instructions,
     many,
     matrix,
     memory,
@@ -58,13 +59,10 @@ MALLOC_TOP_PAD_BYTES = 4 * 1024 * 1024
 #: threshold glibc copies with vector instructions, whose speed does not depend on the addresses.
 GLIBC_TUNABLES_DEFAULT = "glibc.cpu.x86_rep_movsb_threshold=16777216"
 
-COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls", "many", "copies")
+COMMANDS = ("throughput", "memory", "passes", "slow-reader", "fanout", "tls", "many", "copies",
+            "instructions")
 WORKERS_CAVEAT = ("multi-worker servers are not pinned; on a 2-core machine the load generator "
                   "competes with the second worker for CPU 1, so 2 workers cannot show 2x here")
-
-
-def int_list(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part]
 
 
 def name_list(text: str) -> list[str]:
@@ -106,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "quick 2)")
     throughput.add_argument("--warmup", type=float, help="warm-up per run (default 1; quick 0.5)")
     throughput.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    throughput.add_argument("--sizes", type=int_list,
+    throughput.add_argument("--sizes", type=matrix.int_list,
                             help="message bytes (default 1024,10240,102400; quick 1024,102400)")
-    throughput.add_argument("--conns", type=int_list, help="connections (default 10,100; quick 10)")
-    throughput.add_argument("--pipelines", type=int_list,
+    throughput.add_argument("--conns", type=matrix.int_list, help="connections (default 10,100; quick 10)")
+    throughput.add_argument("--pipelines", type=matrix.int_list,
                             help="messages in flight per connection (default 1,16; quick 1)")
     throughput.add_argument("--load", choices=["auto", "c", "python"], default="auto",
                             help="load generator: echo_load (C) when it builds, else Python")
@@ -120,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     loop = commands.add_parser("passes", parents=[common],
                                help="one loop pass with N idle + 10 active fds, per selector")
-    loop.add_argument("--idle", type=int_list, default=list(passes.DEFAULT_IDLE))
+    loop.add_argument("--idle", type=matrix.int_list, default=list(passes.DEFAULT_IDLE))
     loop.add_argument("--selectors", type=name_list, default=list(passes.DEFAULT_SELECTORS))
     loop.add_argument("--passes", type=int, default=passes.PASSES, help="passes per batch")
 
@@ -143,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     copies.add_arguments(commands.add_parser(
         "copies", parents=[common],
         help="one memcpy by the distance of its buffers, glibc's default vs --glibc-tunables"))
+    instructions.add_arguments(commands.add_parser(
+        "instructions", parents=[common],
+        help="instructions per round trip under callgrind: ours vs the lean loop, counted"))
     return parser
 
 
@@ -365,10 +366,30 @@ def run_many(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) ->
     return 1 if any("error" in result for result in results) else 0
 
 
+def run_instructions(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
+    if instructions.valgrind() is None:
+        print(f"examples.bench: instructions needs valgrind ({instructions.INSTALL_HINT})",
+              file=sys.stderr)
+        return 2
+    specs, notes = resolve(args.servers or instructions.SERVERS, kinds=["echo"])
+    short, long = args.round_trips
+    header(f"instructions per round trip of {args.size} bytes under valgrind --tool=callgrind "
+           f"(a run of {long:,} round trips minus one of {short:,})", cpus, options, specs, notes)
+    try:
+        rows = instructions.measure(specs, options, args)
+    except RuntimeError as exc:
+        print(f"examples.bench: {exc}", file=sys.stderr)
+        return 1
+    print(instructions.render(rows))
+    update_json(args.json, "instructions", {"meta": meta(cpus, options, args), "notes": notes,
+                                            "rows": rows})
+    return 0
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, CpuPlan, LaunchOptions], int]] = {
     "throughput": run_throughput, "memory": run_memory, "passes": run_passes,
     "slow-reader": run_slow_reader, "fanout": run_fanout, "tls": run_tls, "many": run_many,
-    "copies": run_copies,
+    "copies": run_copies, "instructions": run_instructions,
 }
 
 

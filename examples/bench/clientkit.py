@@ -79,6 +79,20 @@ class Window:
         return 0.0 if found is None else found
 
 
+class RoundTripBudget(Window):
+    """A window measured in round trips, not seconds: open from the start, over after ``count``
+    replies, or at ``deadline_seconds`` if the server stalls. For an instrument that counts
+    instructions (``instructions``), where how many round trips ran must be known exactly and
+    how long they took means nothing."""
+
+    def __init__(self, count: int, deadline_seconds: float) -> None:
+        super().__init__(0.0, deadline_seconds)
+        self.wanted = count
+
+    def over(self, now_ns: int) -> bool:
+        return self.count >= self.wanted or now_ns >= self.closes
+
+
 def percentile_ms(latencies_ns: list[int], fraction: float) -> float | None:
     """Nearest-rank percentile in ms, ``None`` without latencies (sorts once per call)."""
     if not latencies_ns:

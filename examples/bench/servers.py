@@ -143,6 +143,10 @@ class LaunchOptions:
     malloc_top_pad: int = 0  # MALLOC_TOP_PAD_ for every server; 0 leaves glibc's default
     glibc_tunables: str = ""  # added to every server's GLIBC_TUNABLES; "" adds nothing
     nofile: int = 0  # soft RLIMIT_NOFILE to ask for; 0 leaves it
+    #: A command the server's Python runs under (``valgrind ...`` for ``instructions``), and
+    #: how many times longer it may then take to start and stop.
+    wrapper: tuple[str, ...] = ()
+    slowdown: float = 1.0
 
     def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
         """What a server's environment is: ``inherited`` with these options' glibc settings."""
@@ -177,7 +181,8 @@ class ServerProcess:
         launch = [sys.executable, "-m", "examples.bench.launch", "--cpus", format_cpus(cpus)]
         if self.options.nofile:
             launch += ["--nofile", str(self.options.nofile)]
-        command = [*launch, "--", sys.executable, "-m", self.spec.module, "--port", "0", *args]
+        command = [*launch, "--", *self.options.wrapper, sys.executable, "-m", self.spec.module,
+                   "--port", "0", *args]
         env = self.options.environment(os.environ)
         self._stderr = tempfile.TemporaryFile()
         # Its own process group, so stop() reaches every worker of a multi-process server.
@@ -201,13 +206,14 @@ class ServerProcess:
         """Read the first line byte by byte from the unbuffered pipe: a buffered read could take
         more than the line and leave ``select()`` waiting for bytes already read."""
         assert self.process.stdout is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        patience = STARTUP_TIMEOUT_SECONDS * self.options.slowdown
+        deadline = time.monotonic() + patience
         line = b""
         while not line.endswith(b"\n"):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([self.process.stdout], [], [], remaining)[0]:
                 raise RuntimeError(f"{self.spec.name} did not announce itself within "
-                                   f"{STARTUP_TIMEOUT_SECONDS:.0f} s: {self._stderr_tail()}")
+                                   f"{patience:.0f} s: {self._stderr_tail()}")
             byte = self.process.stdout.read(1)
             if not byte:
                 raise RuntimeError(f"{self.spec.name} exited before listening: "
@@ -229,7 +235,7 @@ class ServerProcess:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(STOP_TIMEOUT_SECONDS)
+                self.process.wait(STOP_TIMEOUT_SECONDS * self.options.slowdown)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()

@@ -50,12 +50,8 @@ class CertificateError(RuntimeError):
     """``openssl`` is missing or could not make the pair; ``str()`` says which."""
 
 
-def sizes(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=sizes, default=[KIB, 100 * KIB],
+    parser.add_argument("--sizes", type=matrix.int_list, default=[KIB, 100 * KIB],
                         help="message bytes (default: 1024,102400)")
     parser.add_argument("--conns", type=int, default=10, help="connections (default: 10)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
