@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +21,9 @@ import tempfile
 import time
 from typing import Any
 
-import pytest
-
 from protocols.resp import Argument, RespParser, encode_command
 from reactor.buffer import ByteBuffer
+from tests.real_commands import require_command
 
 STARTUP_TIMEOUT = 10.0
 READY_LINE = b"Ready to accept connections"
@@ -34,13 +32,8 @@ PORT_ATTEMPTS = 5
 
 
 def require_redis_server() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; .ci/run installs it (apt-get install "
-                        "redis-server), so under CI this is an error, not a skip")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return path
+    return require_command("redis-server", "the shared chat room's tests",
+                           "apt-get install redis-server")
 
 
 def free_port() -> int:

@@ -9,13 +9,11 @@ can back-date a certificate (``-startdate``/``-enddate``), which the expired one
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.real_commands import require_command
 
 CA_CONFIG = """\
 [ca]
@@ -103,8 +101,4 @@ def make_certificates(directory: Path) -> Certificates:
 
 
 def require_openssl() -> None:
-    """Skip without the ``openssl`` command, except under CI, where it must be installed."""
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl is not installed, and CI is set: TLS tests must run")
-        pytest.skip("the openssl command is not installed")
+    require_command("openssl", "the TLS tests", "apt-get install openssl")
