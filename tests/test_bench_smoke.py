@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from examples.bench.load import build_echo_load
 from examples.bench.servers import LaunchOptions
 from examples.bench.slow_reader import footnotes, pause_cell
 from tests.processes import REPO_ROOT, TIMEOUT, Launcher, built_or_skip, exchange
+from tests.real_commands import require_command
 from tests.tls_certs import require_openssl
 
 
@@ -195,38 +195,56 @@ def test_tls_command_makes_a_certificate_and_a_row_for_ours_and_asyncio(tmp_path
 
 
 def require_valgrind() -> None:
-    """Skip without valgrind, except under CI, where ``.ci/run`` installs it."""
-    if instructions.valgrind() is None:
-        if os.environ.get("CI"):
-            pytest.fail("valgrind is not installed, and CI is set: the instructions bench must run")
-        pytest.skip("valgrind is not installed")
+    require_command("valgrind", "the instructions benchmark's tests", "apt-get install valgrind")
 
 
 @pytest.mark.timeout(240)
 def test_instructions_counts_round_trips_of_ours_and_lean_echo_under_callgrind(
         tmp_path: Path) -> None:
     require_valgrind()
+    # --slowdown 5: start 75 s, client 30 s and stop 25 s at most, so a stall fails the command
+    # with its own message inside this test's 220 s rather than being cut off.
     result = subprocess.run(
         [sys.executable, "-m", "examples.bench", "instructions", "--servers", "echo,lean-echo",
-         "--conns", "2", "--round-trips", "50,250", "--json", str(tmp_path / "results.json")],
+         "--conns", "2", "--round-trips", "50,250", "--slowdown", "5",
+         "--json", str(tmp_path / "results.json")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=220)
     assert result.returncode == 0, result.stderr
     assert "/ lean-echo" in result.stdout
     rows = json.loads((tmp_path / "results.json").read_text())["instructions"]["rows"]
     assert [(row["server"], row["conns"]) for row in rows] == [("echo", 2), ("lean-echo", 2)]
     for row in rows:
+        # Every request asked for was answered, and those in flight when the count was reached
+        # too (at most one more per other connection).
+        short, long = row["round_trips"]
+        assert 50 <= short <= 51 and 250 <= long <= 251, row
         # A Python round trip is thousands of instructions, not hundreds and not millions: the
         # difference of two runs measured it, not start-up or shutdown.
         assert 2_000 < row["instructions_per_round_trip"] < 200_000, row
+    ours, lean = (row["instructions_per_round_trip"] for row in rows)
+    assert ours > lean  # the floor has none of the contract; a swapped pair would show here
 
 
-@pytest.mark.parametrize("round_trips", ["100", "300,200", "0,100", "1,2,3"])
-def test_instructions_refuses_round_trips_that_are_not_short_then_long(round_trips: str) -> None:
+@pytest.mark.parametrize("arguments", [
+    ["--round-trips", "100"], ["--round-trips", "300,200"], ["--round-trips", "0,100"],
+    ["--round-trips", "1,2,3"], ["--size", "0"], ["--conns", "1,0"], ["--slowdown", "-1"],
+])
+def test_instructions_refuses_bad_arguments_as_usage_errors(arguments: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "examples.bench", "instructions", "--round-trips", round_trips],
+        [sys.executable, "-m", "examples.bench", "instructions", *arguments],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 2
-    assert "0 < SHORT < LONG" in result.stderr
+    assert "want " in result.stderr, result.stderr
+
+
+def test_instructions_refuses_a_multi_process_server() -> None:
+    require_valgrind()
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bench", "instructions", "--servers", "echo",
+         "--server-args", "--workers 2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2
+    assert "counts one process" in result.stderr, result.stderr
 
 
 def test_instructions_client_refuses_a_server_that_echoes_the_wrong_bytes() -> None:
@@ -245,6 +263,7 @@ def test_instructions_client_refuses_a_server_that_echoes_the_wrong_bytes() -> N
         server.start()
         try:
             with pytest.raises(RuntimeError, match="wrong bytes echoed after 0 round trips"):
-                instructions.round_trips("127.0.0.1", listener.getsockname()[1], 3, 512, 1)
+                instructions.round_trips("127.0.0.1", listener.getsockname()[1], 3, 512, 1,
+                                         TIMEOUT)
         finally:
             server.join(TIMEOUT)

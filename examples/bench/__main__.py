@@ -8,6 +8,7 @@ Owns the command line: which servers, which cells, how long; prints each table t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shlex
@@ -29,6 +30,7 @@ from examples.bench import (
     slow_reader,
     tls,
 )
+from examples.bench.clientkit import int_list
 from examples.bench.cpus import CpuPlan, format_cpus, plan
 from examples.bench.launch import connections_possible
 from examples.bench.load import choose, choose_chat
@@ -104,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "quick 2)")
     throughput.add_argument("--warmup", type=float, help="warm-up per run (default 1; quick 0.5)")
     throughput.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    throughput.add_argument("--sizes", type=matrix.int_list,
+    throughput.add_argument("--sizes", type=int_list,
                             help="message bytes (default 1024,10240,102400; quick 1024,102400)")
-    throughput.add_argument("--conns", type=matrix.int_list, help="connections (default 10,100; quick 10)")
-    throughput.add_argument("--pipelines", type=matrix.int_list,
+    throughput.add_argument("--conns", type=int_list, help="connections (default 10,100; quick 10)")
+    throughput.add_argument("--pipelines", type=int_list,
                             help="messages in flight per connection (default 1,16; quick 1)")
     throughput.add_argument("--load", choices=["auto", "c", "python"], default="auto",
                             help="load generator: echo_load (C) when it builds, else Python")
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     loop = commands.add_parser("passes", parents=[common],
                                help="one loop pass with N idle + 10 active fds, per selector")
-    loop.add_argument("--idle", type=matrix.int_list, default=list(passes.DEFAULT_IDLE))
+    loop.add_argument("--idle", type=int_list, default=list(passes.DEFAULT_IDLE))
     loop.add_argument("--selectors", type=name_list, default=list(passes.DEFAULT_SELECTORS))
     loop.add_argument("--passes", type=int, default=passes.PASSES, help="passes per batch")
 
@@ -163,6 +165,11 @@ def resolve(names: Sequence[str], kinds: Sequence[str] | None = None
     return specs, notes
 
 
+def multi_process(specs: Sequence[ServerSpec], options: LaunchOptions) -> bool:
+    """Whether any server of the run starts more than one worker process."""
+    return any(spec.workers > 1 for spec in specs) or workers_in(options.extra_args) > 1
+
+
 def header(title: str, cpus: CpuPlan, options: LaunchOptions, specs: Sequence[ServerSpec],
            notes: Sequence[str]) -> None:
     print(f"handreactor benchmark: {title}")
@@ -178,7 +185,7 @@ def header(title: str, cpus: CpuPlan, options: LaunchOptions, specs: Sequence[Se
     print("servers: " + ", ".join(spec.name for spec in specs))
     for note in notes:
         print(f"note: {note}")
-    if any(spec.workers > 1 for spec in specs) or workers_in(options.extra_args) > 1:
+    if multi_process(specs, options):
         print(f"note: {WORKERS_CAVEAT}")
     print(flush=True)
 
@@ -367,16 +374,24 @@ def run_many(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) ->
 
 
 def run_instructions(args: argparse.Namespace, cpus: CpuPlan, options: LaunchOptions) -> int:
-    if instructions.valgrind() is None:
+    valgrind = instructions.valgrind()
+    if valgrind is None:
         print(f"examples.bench: instructions needs valgrind ({instructions.INSTALL_HINT})",
               file=sys.stderr)
         return 2
     specs, notes = resolve(args.servers or instructions.SERVERS, kinds=["echo"])
+    if multi_process(specs, options):
+        # Every worker would write the one callgrind output file, and which of them served a
+        # request is the kernel's choice: no count would mean anything.
+        print("examples.bench: instructions counts one process; give single-process servers",
+              file=sys.stderr)
+        return 2
+    options = dataclasses.replace(options, slowdown=args.slowdown)
     short, long = args.round_trips
     header(f"instructions per round trip of {args.size} bytes under valgrind --tool=callgrind "
            f"(a run of {long:,} round trips minus one of {short:,})", cpus, options, specs, notes)
     try:
-        rows = instructions.measure(specs, options, args)
+        rows = instructions.measure(specs, options, valgrind, args)
     except RuntimeError as exc:
         print(f"examples.bench: {exc}", file=sys.stderr)
         return 1

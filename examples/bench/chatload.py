@@ -36,6 +36,7 @@ from examples.bench.clientkit import (
     PATTERN_PERIOD,
     Window,
     connect_all,
+    int_list,
     parser,
     pattern,
     percentile_ms,
@@ -213,14 +214,9 @@ class ChatLoad:
             now = time.monotonic_ns()
 
 
-def port_list(text: str) -> list[int]:
-    """An argparse type: ``"5001"`` or ``"5001,5002"``."""
-    return [int(part) for part in text.split(",") if part]
-
-
 def main(argv: list[str] | None = None) -> int:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--other-ports", type=port_list, default=[],
+    arguments.add_argument("--other-ports", type=int_list, default=[],
                            help="more servers of the same room, comma-separated")
     args = arguments.parse_args(argv)
     ports = [args.port, *args.other_ports]

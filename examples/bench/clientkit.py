@@ -21,6 +21,12 @@ PATTERN_PERIOD = 65521
 LOWERCASE = bytes(ord("a") + index % 26 for index in range(256))
 
 
+def int_list(text: str) -> list[int]:
+    """An argparse type for every comma-separated list of counts the suite takes: ``--sizes
+    1024,10240``, ``--conns 10,100``, ``--other-ports 5001,5002``."""
+    return [int(part) for part in text.split(",") if part]
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
@@ -42,13 +48,19 @@ def pattern(length: int, *, letters: bool, seed: int = 0x9E3779B9) -> bytes:
 
 
 def connect_all(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` connected, non-blocking sockets with Nagle off (each message goes out at once)."""
-    socks = []
-    for _ in range(count):
-        sock = socket.create_connection((host, port), timeout=10)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        socks.append(sock)
+    """``count`` connected, non-blocking sockets with Nagle off (each message goes out at once);
+    if one cannot connect, those already connected are closed before the error goes up."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection((host, port), timeout=10)
+            socks.append(sock)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
     return socks
 
 

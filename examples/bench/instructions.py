@@ -12,8 +12,9 @@ layouts, and with them lookups, are the same every run), and a client in this pr
 round trips of ``--size`` bytes, on one connection or on several each keeping one message in
 flight; then the server is stopped and callgrind's ``summary:`` line read. Start-up, imports and
 shutdown cost the same in a short run and a long one, so the difference between a run of
-``short`` and one of ``long`` round trips, divided by ``long - short``, is what one round trip
-costs. Everything the kernel does is outside the count; ``throughput`` measures that.
+``short`` and one of ``long`` round trips, divided by the difference in round trips the server
+answered (``round_trips`` says why that is exact), is what one round trip costs. Everything the
+kernel does is outside the count; ``throughput`` measures that.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from examples.bench.clientkit import RoundTripBudget, connect_all
-from examples.bench.matrix import int_list
+from examples.bench.clientkit import RoundTripBudget, connect_all, int_list
 from examples.bench.pyload import EchoLoad
 from examples.bench.report import table
 from examples.bench.servers import LaunchOptions, ServerProcess, ServerSpec
@@ -35,20 +35,47 @@ SERVERS = ("echo", "lean-echo")
 BASELINE = "lean-echo"
 DEFAULT_ROUND_TRIPS = (2_000, 12_000)
 INSTALL_HINT = "apt-get install valgrind"
-#: Python under callgrind runs tens of times slower: start-up alone takes seconds.
-SLOWDOWN = 20.0
-#: How long one run's round trips may take in all before the server counts as stalled.
-CLIENT_TIMEOUT_SECONDS = 120.0
+#: Python under callgrind runs tens of times slower: start-up alone takes seconds. The start,
+#: stop and client deadlines are this many times the usual ones.
+DEFAULT_SLOWDOWN = 20.0
+#: How long one run's round trips may take in all, natively, before the server counts as
+#: stalled (times ``--slowdown``).
+CLIENT_SECONDS = 6.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=1024, help="bytes per message "
-                                                               "(default: %(default)s)")
-    parser.add_argument("--conns", type=int_list, default=[1, 10],
+    parser.add_argument("--size", type=positive_int, default=1024,
+                        help="bytes per message (default: %(default)s)")
+    parser.add_argument("--conns", type=positive_ints, default=[1, 10],
                         help="connections, each a cell (default: 1,10)")
     parser.add_argument("--round-trips", type=short_and_long, default=DEFAULT_ROUND_TRIPS,
                         metavar="SHORT,LONG",
                         help="the two runs whose difference is measured (default: 2000,12000)")
+    parser.add_argument("--slowdown", type=positive_float, default=DEFAULT_SLOWDOWN,
+                        help="how many times the usual time a server under valgrind may take "
+                             "to start, serve and stop (default: %(default)s)")
+
+
+def positive_ints(text: str) -> list[int]:
+    """An argparse type: counts of which none is zero or less."""
+    counts = int_list(text)
+    if not counts or min(counts) <= 0:
+        raise argparse.ArgumentTypeError(f"want positive whole numbers, not {text!r}")
+    return counts
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"want a positive whole number, not {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"want a positive number, not {text!r}")
+    return value
 
 
 def short_and_long(text: str) -> tuple[int, int]:
@@ -64,17 +91,22 @@ def valgrind() -> str | None:
     return shutil.which("valgrind")
 
 
-def round_trips(host: str, port: int, count: int, size: int, conns: int) -> None:
-    """Make ``count`` round trips of ``size`` bytes over ``conns`` connections, one message in
-    flight on each, with ``pyload``'s verifying client: every byte that comes back must be the
-    byte sent. When the count is reached the other connections' last replies are not waited
-    for; that is at most ``conns - 1`` round trips, the same in both runs of a measurement, so
-    the difference cancels them."""
+def round_trips(host: str, port: int, count: int, size: int, conns: int,
+                timeout: float) -> int:
+    """Make at least ``count`` round trips of ``size`` bytes over ``conns`` connections, one
+    message in flight on each, with ``pyload``'s verifying client (every byte that comes back
+    must be the byte sent), and return how many the server answered.
+
+    Once ``count`` replies are in, no request goes out, but the ones still in flight (up to
+    ``conns - 1``) are waited for before the sockets close: every request then costs the server
+    one whole round trip and each connection ends with a plain EOF, so the count returned is
+    exactly what the server did."""
     socks = connect_all(host, port, min(conns, count))
-    budget = RoundTripBudget(count, CLIENT_TIMEOUT_SECONDS)
+    budget = RoundTripBudget(count, timeout)
     load = EchoLoad(socks, size, 1, "echo", budget)
     try:
         load.run()
+        load.settle(budget.closes)
     finally:
         for sock in socks:
             sock.close()
@@ -83,40 +115,48 @@ def round_trips(host: str, port: int, count: int, size: int, conns: int) -> None
         raise RuntimeError(f"wrong bytes echoed after {budget.count} round trips")
     if load.errors:
         raise RuntimeError(f"the server closed a connection after {budget.count} round trips")
-    if budget.count < count:
-        raise RuntimeError(f"only {budget.count} of {count} round trips within "
-                           f"{CLIENT_TIMEOUT_SECONDS:.0f} s")
+    if budget.count < count or load.in_flight():
+        raise RuntimeError(f"only {budget.count} of {count} round trips within {timeout:.0f} s")
+    return load.requests_sent()
 
 
-def counted_run(spec: ServerSpec, options: LaunchOptions, count: int, size: int,
-                conns: int) -> int:
-    """The instructions the server ran, start to exit, when serving ``count`` round trips."""
+def counted_run(spec: ServerSpec, options: LaunchOptions, valgrind_path: str, count: int,
+                size: int, conns: int) -> tuple[int, int]:
+    """The instructions the server ran, start to exit, and the round trips it answered, when
+    asked for ``count``."""
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "callgrind.out"
         wrapped = replace(options, wrapper=(
-            "env", "PYTHONHASHSEED=0", valgrind() or "valgrind", "--tool=callgrind",
-            f"--callgrind-out-file={output}"), slowdown=SLOWDOWN)
+            "env", "PYTHONHASHSEED=0", valgrind_path, "--tool=callgrind",
+            f"--callgrind-out-file={output}"))
         with ServerProcess(spec, wrapped) as server:
-            round_trips(server.host, server.port, count, size, conns)
+            answered = round_trips(server.host, server.port, count, size, conns,
+                                   CLIENT_SECONDS * options.slowdown)
         if server.process.returncode != 0:
             raise RuntimeError(f"{spec.name} under callgrind exited with status "
                                f"{server.process.returncode}: {server.stderr_text[-500:]}")
         for line in output.read_text().splitlines():
             if line.startswith("summary:"):
-                return int(line.split()[1])
+                return int(line.split()[1]), answered
     raise RuntimeError(f"no summary line in {spec.name}'s callgrind output")
 
 
-def measure(specs: list[ServerSpec], options: LaunchOptions,
+def measure(specs: list[ServerSpec], options: LaunchOptions, valgrind_path: str,
             args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``options`` should carry the ``--slowdown``; each row divides the two runs' difference
+    in instructions by their difference in round trips answered."""
     short, long = args.round_trips
     rows = []
     for conns in args.conns:
         for spec in specs:
-            before = counted_run(spec, options, short, args.size, conns)
-            after = counted_run(spec, options, long, args.size, conns)
+            before, short_trips = counted_run(spec, options, valgrind_path, short, args.size,
+                                              conns)
+            after, long_trips = counted_run(spec, options, valgrind_path, long, args.size,
+                                            conns)
             rows.append({"server": spec.name, "conns": conns, "size": args.size,
-                         "instructions_per_round_trip": (after - before) / (long - short)})
+                         "round_trips": [short_trips, long_trips],
+                         "instructions_per_round_trip":
+                             (after - before) / (long_trips - short_trips)})
     return rows
 
 

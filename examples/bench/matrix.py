@@ -92,12 +92,6 @@ class CellResult:
                 "runs": [asdict(run) for run in self.runs]}
 
 
-def int_list(text: str) -> list[int]:
-    """An argparse type for a dimension of cells, ``--sizes 1024,10240`` or ``--conns 10,100``,
-    shared by every command that takes one."""
-    return [int(part) for part in text.split(",") if part]
-
-
 def plan_cells(kinds: Sequence[str], sizes: Sequence[int], conns: Sequence[int],
                pipelines: Sequence[int]) -> tuple[list[Cell], list[str]]:
     """The cells to run, and a note for each size a kind cannot carry."""

@@ -30,6 +30,7 @@ import ssl
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 
 from examples.bench.clientkit import (
     PATTERN_PERIOD,
@@ -133,12 +134,32 @@ class EchoLoad:
         self.alive -= 1
 
     def run(self) -> None:
+        """Fill every connection's pipeline, then keep it full until the window is over."""
         now = time.monotonic_ns()
         for connection in self.connections:
             for _ in range(self.pipeline):
                 self.queue(connection, now)
             self.flush(connection)
-        while self.alive and not self.window.over(now):
+        self.pump(self.window.over)
+
+    def settle(self, deadline_ns: int) -> None:
+        """After ``run``: no request goes out any more; wait for the replies still in flight
+        (or the deadline), so that the server has answered exactly what was sent."""
+        self.pump(lambda now: not self.in_flight() or now >= deadline_ns)
+
+    def in_flight(self) -> int:
+        """Requests sent on connections still open whose replies have not come back whole."""
+        return sum(len(connection.sent_ns) for connection in self.connections
+                   if connection.sock.fileno() != -1)
+
+    def requests_sent(self) -> int:
+        return sum(connection.next_message for connection in self.connections)
+
+    def pump(self, done: Callable[[int], bool]) -> None:
+        """Read, check and send as the sockets allow until ``done(now)`` or every connection
+        is lost."""
+        now = time.monotonic_ns()
+        while self.alive and not done(now):
             for key, events in self.selector.select(0.1):
                 connection = key.data
                 if events & selectors.EVENT_READ:

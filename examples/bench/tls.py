@@ -32,6 +32,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from examples.bench import matrix
+from examples.bench.clientkit import int_list
 from examples.bench.load import Cell, LoadGenerators
 from examples.bench.servers import LaunchOptions, ServerSpec
 
@@ -51,7 +52,7 @@ class CertificateError(RuntimeError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=matrix.int_list, default=[KIB, 100 * KIB],
+    parser.add_argument("--sizes", type=int_list, default=[KIB, 100 * KIB],
                         help="message bytes (default: 1024,102400)")
     parser.add_argument("--conns", type=int, default=10, help="connections (default: 10)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
