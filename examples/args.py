@@ -51,11 +51,19 @@ def _number(text: str) -> float:
     return value
 
 
+def _positive(text: str, what: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+    return value
+
+
 def positive_seconds(text: str) -> float:
-    seconds = _number(text)
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return seconds
+    return _positive(text, "a positive number of seconds")
+
+
+def positive_number(text: str) -> float:
+    return _positive(text, "a positive number")
 
 
 def seconds_or_zero(text: str) -> float:

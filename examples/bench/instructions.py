@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from examples.args import positive_count, positive_number
 from examples.bench.clientkit import RoundTripBudget, connect_all, int_list
 from examples.bench.pyload import EchoLoad
 from examples.bench.report import table
@@ -44,38 +45,21 @@ CLIENT_SECONDS = 6.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=positive_int, default=1024,
+    parser.add_argument("--size", type=positive_count, default=1024,
                         help="bytes per message (default: %(default)s)")
-    parser.add_argument("--conns", type=positive_ints, default=[1, 10],
+    parser.add_argument("--conns", type=positive_counts, default=[1, 10],
                         help="connections, each a cell (default: 1,10)")
     parser.add_argument("--round-trips", type=short_and_long, default=DEFAULT_ROUND_TRIPS,
                         metavar="SHORT,LONG",
                         help="the two runs whose difference is measured (default: 2000,12000)")
-    parser.add_argument("--slowdown", type=positive_float, default=DEFAULT_SLOWDOWN,
+    parser.add_argument("--slowdown", type=positive_number, default=DEFAULT_SLOWDOWN,
                         help="how many times the usual time a server under valgrind may take "
                              "to start, serve and stop (default: %(default)s)")
 
 
-def positive_ints(text: str) -> list[int]:
-    """An argparse type: counts of which none is zero or less."""
-    counts = int_list(text)
-    if not counts or min(counts) <= 0:
-        raise argparse.ArgumentTypeError(f"want positive whole numbers, not {text!r}")
-    return counts
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"want a positive whole number, not {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"want a positive number, not {text!r}")
-    return value
+def positive_counts(text: str) -> list[int]:
+    """An argparse type: ``1,10``, each at least 1."""
+    return [positive_count(part) for part in text.split(",")]
 
 
 def short_and_long(text: str) -> tuple[int, int]:
