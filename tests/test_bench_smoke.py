@@ -7,13 +7,16 @@ checked against a server that stops answering (every slot late), and ``many`` on
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -247,6 +250,56 @@ def test_instructions_refuses_a_multi_process_server() -> None:
     assert "counts one process" in result.stderr, result.stderr
 
 
+@contextlib.contextmanager
+def serving(handler: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A misbehaving server on loopback: ``handler`` runs in a thread with the listener; yields
+    its port, and joins the thread on the way out."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=handler, args=(listener,))
+        server.start()
+        try:
+            yield listener.getsockname()[1]
+        finally:
+            server.join(TIMEOUT)
+
+
+@pytest.mark.timeout(30)
+def test_instructions_client_refuses_a_server_that_leaves_a_request_in_flight_unanswered() -> None:
+    """Two connections, two round trips wanted: the server answers both on the first
+    connection that speaks and never answers the other, so the count is reached while a
+    request stays in flight. The client must say so rather than count it as answered."""
+    done = threading.Event()
+
+    def answer_one_connection(listener: socket.socket) -> None:
+        clients = [listener.accept()[0] for _ in range(2)]
+        try:
+            with selectors.DefaultSelector() as selector:
+                for client in clients:
+                    selector.register(client, selectors.EVENT_READ)
+                ready = selector.select(TIMEOUT)
+                assert ready
+                chosen = ready[0][0].fileobj
+                assert isinstance(chosen, socket.socket)
+            chosen.settimeout(TIMEOUT)
+            for _ in range(2):
+                message = b""
+                while len(message) < 512:
+                    message += chosen.recv(512 - len(message))
+                chosen.sendall(message)
+            done.wait(TIMEOUT)  # hold the other request, and both connections, open
+        finally:
+            for client in clients:
+                client.close()
+
+    with serving(answer_one_connection) as port:
+        try:
+            with pytest.raises(RuntimeError, match="1 requests still unanswered 2 s after"):
+                instructions.round_trips("127.0.0.1", port, 2, 512, 2, 2.0)
+        finally:
+            done.set()  # before serving() joins the thread
+
+
 def test_instructions_client_refuses_a_server_that_echoes_the_wrong_bytes() -> None:
     def echo_reversed(listener: socket.socket) -> None:
         client, _ = listener.accept()
@@ -257,13 +310,6 @@ def test_instructions_client_refuses_a_server_that_echoes_the_wrong_bytes() -> N
                 message += client.recv(512 - len(message))
             client.sendall(message[::-1])
 
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(TIMEOUT)
-        server = threading.Thread(target=echo_reversed, args=(listener,))
-        server.start()
-        try:
-            with pytest.raises(RuntimeError, match="wrong bytes echoed after 0 round trips"):
-                instructions.round_trips("127.0.0.1", listener.getsockname()[1], 3, 512, 1,
-                                         TIMEOUT)
-        finally:
-            server.join(TIMEOUT)
+    with serving(echo_reversed) as port:
+        with pytest.raises(RuntimeError, match="wrong bytes echoed after 0 round trips"):
+            instructions.round_trips("127.0.0.1", port, 3, 512, 1, TIMEOUT)
